@@ -1,0 +1,1 @@
+"""HTTP adapter (FastAPI) over the `governance` core. The app factory arrives with the API issue."""

@@ -1,0 +1,603 @@
+"""The decision engine (DESIGN §3): default deny, forbid overrides permit, owner-only waivers,
+hierarchical purposes, requirements re-checked per access, terms carried through provenance.
+
+Pure: no database, no HTTP, no clock (callers pass `now`). Errors in a request are denies with
+a reason, never exceptions. Decisions are memoised per subject on everything they depend on
+(subset, recorded file origins, action, destination, purpose, and the interval between the
+subject's grant and waiver time stamps that `now` falls in), so a batch of files costs one
+decision per subset and distinct provenance plus a dictionary lookup per file.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from governance.errors import LineageError
+from governance.identity.institutional import Classification, InstitutionalClassifier
+from governance.policy import explain
+from governance.policy.compile import CDataset, CompiledPolicies, CRule, CSubset, CTerms
+from governance.policy.decision import Decision, Note, Obligation, Reason
+from governance.policy.facts import GrantFact, SubjectState, WaiverFact
+from governance.provenance.lineage import ARTEFACT_PREFIX, EMPTY, Leaf, Provenance
+from governance.types import Action, Destination, Layer, NoteCode, ReasonCode
+
+_ACTIONS = {a.value: a for a in Action}
+_DESTS = {d.value: d for d in Destination}
+_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
+_MAX_PATH = 4096
+# A file whose origin the manifest does not record may come from any origin its subset lists.
+UNRECORDED = frozenset({"\0unrecorded"})
+
+
+def _echo(value: object) -> str:
+    """Quote caller input in a message without letting it grow or break lines."""
+    text = repr(str(value))
+    return text if len(text) <= 80 else text[:77] + "...'"
+
+
+def valid_path(path: str) -> str | None:
+    """None when a dataset-relative path is well-formed, else what is wrong with it."""
+    if not path:
+        return "the path is empty"
+    if len(path) > _MAX_PATH:
+        return "the path is too long"
+    if path[0] == "/":
+        return "the path is absolute"
+    if path[-1] == "/" or "//" in path:
+        return "the path has an empty part"
+    if _BAD_PATH.search(path):
+        return "the path contains a control character or backslash"
+    if "." in path and "/." in "/" + path:
+        for seg in path.split("/"):
+            if seg in (".", ".."):
+                return f"the path has a '{seg}' part"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TermsOutcome:
+    """The subject-independent half of a decision: what the terms say about a request."""
+
+    permits: tuple[CRule, ...]
+    forbids: tuple[tuple[CRule, Reason], ...]
+    obligations: tuple[Obligation, ...]
+    notes: tuple[Note, ...]
+
+
+class SubjectView:
+    """A subject compiled for deciding: indexes over its grants, waivers and requirement status."""
+
+    __slots__ = (
+        "state", "_classifier", "_classification", "accepted", "signed", "terminated",
+        "grants_by_dataset", "artefact_grants", "waivers", "thresholds", "cache", "_req_cache",
+    )
+
+    def __init__(self, state: SubjectState, classifier: InstitutionalClassifier) -> None:
+        self.state = state
+        self._classifier = classifier
+        self._classification: Classification | None = None
+        self.accepted = dict(state.accepted)
+        self.signed = frozenset(state.signed)
+        self.terminated = frozenset(state.terminated)
+        by_ds: dict[str, list[tuple[str | None, GrantFact]]] = {}
+        arts: dict[str, list[GrantFact]] = {}
+        times: set[datetime] = set()
+        for g in state.grants:
+            if g.scope.startswith(ARTEFACT_PREFIX):
+                arts.setdefault(g.scope[len(ARTEFACT_PREFIX):], []).append(g)
+            else:
+                ds, _, sub = g.scope.partition("/")
+                by_ds.setdefault(ds, []).append((sub or None, g))
+            times.update(t for t in (g.starts, g.expires) if t is not None)
+        times.update(w.expires for w in state.waivers if w.expires is not None)
+        self.grants_by_dataset = by_ds
+        self.artefact_grants = arts
+        self.waivers = tuple(w for w in state.waivers if not w.revoked)
+        self.thresholds = tuple(sorted(times))
+        self.cache: dict[tuple[object, ...], Decision] = {}
+        self._req_cache: dict[tuple[str, str], tuple[Reason, ...]] = {}
+
+    @property
+    def classification(self) -> Classification:
+        if self._classification is None:
+            self._classification = self._classifier.classify(self.state.email)
+        return self._classification
+
+
+def _active(g: GrantFact | WaiverFact, now: datetime) -> bool:
+    if g.revoked:
+        return False
+    if g.expires is not None and now >= g.expires:
+        return False
+    starts = getattr(g, "starts", None)
+    return starts is None or now >= starts
+
+
+class Engine:
+    """Decide requests against compiled policies. One engine serves many subjects and threads."""
+
+    def __init__(
+        self,
+        policies: CompiledPolicies,
+        *,
+        classifier: InstitutionalClassifier | None = None,
+        cache_size: int = 8192,
+    ) -> None:
+        self.policies = policies
+        self.classifier = classifier or InstitutionalClassifier()
+        self.cache_size = cache_size
+        self._terms_memo: dict[tuple[object, ...], TermsOutcome] = {}
+        self._reason_memo: dict[tuple[object, ...], Reason] = {}
+        self._discover = Decision(effect="permit")
+
+    # ---------------------------------------------------------------- public API
+
+    def subject(self, state: SubjectState) -> SubjectView:
+        """Compile a subject's state once; reuse the view for every request it makes."""
+        return SubjectView(state, self.classifier)
+
+    def decide(
+        self,
+        subject: SubjectView,
+        *,
+        action: str,
+        resource: str,
+        purpose: str,
+        destination: str | None = None,
+        now: datetime,
+        provenance: Provenance | None = None,
+    ) -> Decision:
+        """Decide one request. Never raises for bad input: that is a deny with a reason."""
+        try:
+            return self._decide(subject, action, resource, purpose, destination, now, provenance or EMPTY)
+        except Exception as exc:  # noqa: BLE001 - SECURITY: fail closed on any engine bug
+            return self._internal_error(exc)
+
+    def decide_batch(
+        self,
+        subject: SubjectView,
+        *,
+        action: str,
+        resources: Sequence[str],
+        purpose: str,
+        destination: str | None = None,
+        now: datetime,
+        provenance: Provenance | None = None,
+    ) -> list[Decision]:
+        """Decide one action over many resources; the result is aligned with `resources`.
+
+        Files of one subset and one recorded origin share a decision object, so grouping the
+        answer by `id(decision)` gives the per-subset view.
+        """
+        prov = provenance or EMPTY
+        try:
+            act, dest, bad = self._resolve(action, purpose, destination)
+            if bad:
+                return [self._bad_request(bad)] * len(resources)
+            slot = bisect_right(subject.thresholds, now) if subject.thresholds else 0
+            datasets = self.policies.datasets
+            cache = subject.cache
+            out: list[Decision] = []
+            append = out.append
+            for resource in resources:
+                ds_id, sep, path = resource.partition(":")
+                ds = datasets.get(ds_id) if sep else None
+                sub = ds.find_subset(path) if ds is not None and valid_path(path) is None else None
+                if sub is None or ds is None:
+                    append(self._decide(subject, action, resource, purpose, destination, now, prov))
+                    continue
+                if sub.file_sources:
+                    tags = prov.file_sources(ds_id, path)
+                    fkey: frozenset[str] | None = UNRECORDED if tags is None else tags
+                else:
+                    fkey = None
+                key = (sub, fkey, act, dest, purpose, slot)
+                d = cache.get(key)
+                if d is None:
+                    d = self._file_decision(subject, ds, sub, fkey, act, dest, purpose, now, key)
+                append(d)
+            return out
+        except Exception as exc:  # noqa: BLE001 - SECURITY: fail closed on any engine bug
+            return [self._internal_error(exc)] * len(resources)
+
+    # ---------------------------------------------------------------- request parsing
+
+    def _resolve(
+        self, action: str, purpose: str, destination: str | None
+    ) -> tuple[Action, Destination | None, list[Reason]]:
+        bad: list[Reason] = []
+        act = _ACTIONS.get(action) if isinstance(action, str) else None
+        dest: Destination | None = None
+        if act is None:
+            bad.append(Reason(code=ReasonCode.UNKNOWN_ACTION, message=f"unknown action {_echo(action)}; known: {', '.join(_ACTIONS)}"))
+            act = Action.DISCOVER
+        elif act is Action.COPY_INTERNAL:
+            act, dest = Action.EXPORT, Destination.INTERNAL
+        elif act is Action.EXPORT:
+            dest = _DESTS.get(destination) if isinstance(destination, str) else None
+            if dest is None:
+                what = "needs a destination" if destination is None else f"has unknown destination {_echo(destination)}"
+                bad.append(Reason(code=ReasonCode.UNKNOWN_ACTION, message=f"export {what}; known: {', '.join(_DESTS)}"))
+        if not isinstance(purpose, str) or purpose not in self.policies.ancestors:
+            bad.append(Reason(code=ReasonCode.UNKNOWN_PURPOSE, message=f"unknown purpose {_echo(purpose)}"))
+        return act, dest, bad
+
+    def _decide(
+        self,
+        subject: SubjectView,
+        action: str,
+        resource: str,
+        purpose: str,
+        destination: str | None,
+        now: datetime,
+        prov: Provenance,
+    ) -> Decision:
+        act, dest, bad = self._resolve(action, purpose, destination)
+        if not isinstance(resource, str):
+            return self._bad_request([*bad, Reason(code=ReasonCode.UNKNOWN_RESOURCE, message="the resource is not a string")])
+        slot = bisect_right(subject.thresholds, now) if subject.thresholds else 0
+        if resource.startswith(ARTEFACT_PREFIX):
+            art = resource[len(ARTEFACT_PREFIX):]
+            if art not in prov:
+                bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown artefact {_echo(art)}"))
+            if bad:
+                return self._bad_request(bad)
+            key: tuple[object, ...] = ("artefact", prov.serial, art, act, dest, purpose, slot)
+            d = subject.cache.get(key)
+            if d is None:
+                d = self._artefact_decision(subject, art, act, dest, purpose, now, prov)
+                self._store(subject, key, d)
+            return d
+        ds_id, sep, path = resource.partition(":")
+        ds = self.policies.datasets.get(ds_id) if sep else None
+        sub: CSubset | None = None
+        if not sep:
+            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"resource {_echo(resource)} is not 'dataset:path' or 'artefact:id'"))
+        elif ds is None:
+            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown dataset {_echo(ds_id)}"))
+        elif (problem := valid_path(path)) is not None:
+            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"malformed resource path: {problem}"))
+        elif (sub := ds.find_subset(path)) is None:
+            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"no subset of {ds_id} contains {_echo(path)}"))
+        if bad or ds is None or sub is None:
+            return self._bad_request(bad)
+        fkey: frozenset[str] | None = None
+        if sub.file_sources:
+            tags = prov.file_sources(ds_id, path)
+            fkey = UNRECORDED if tags is None else tags
+        key = (sub, fkey, act, dest, purpose, slot)
+        d = subject.cache.get(key)
+        if d is None:
+            d = self._file_decision(subject, ds, sub, fkey, act, dest, purpose, now, key)
+        return d
+
+    def _store(self, subject: SubjectView, key: tuple[object, ...], d: Decision) -> None:
+        if len(subject.cache) >= self.cache_size:
+            subject.cache.clear()  # an explicit bound; entries are cheap to recompute
+        subject.cache[key] = d
+
+    def _bad_request(self, reasons: list[Reason]) -> Decision:
+        return Decision(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for_input(reasons))
+
+    def _internal_error(self, exc: Exception) -> Decision:
+        # SECURITY: no exception text reaches the caller; the type is enough for an operator.
+        r = Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"the engine failed to decide ({type(exc).__name__}); denied")
+        return Decision(effect="deny", reasons=(r,))
+
+    # ---------------------------------------------------------------- files
+
+    def _file_decision(
+        self,
+        subject: SubjectView,
+        ds: CDataset,
+        sub: CSubset,
+        fkey: frozenset[str] | None,
+        act: Action,
+        dest: Destination | None,
+        purpose: str,
+        now: datetime,
+        key: tuple[object, ...],
+    ) -> Decision:
+        d = self._decide_file(subject, ds, sub, fkey, act, dest, purpose, now)
+        self._store(subject, key, d)
+        return d
+
+    def _decide_file(
+        self,
+        subject: SubjectView,
+        ds: CDataset,
+        sub: CSubset,
+        fkey: frozenset[str] | None,
+        act: Action,
+        dest: Destination | None,
+        purpose: str,
+        now: datetime,
+    ) -> Decision:
+        if act is Action.DISCOVER:
+            # Discovery (metadata) is open for every known resource (DESIGN §3.1).
+            return self._discover
+        if not ds.has_terms:
+            return explain.no_terms_decision(ds, ())
+        ancestors = self.policies.ancestors[purpose]
+        layer = Layer.DERIVED if act is Action.PUBLISH_DERIVATIVE else Layer.DATA
+        outcome = self._terms_outcome(ds, sub, fkey, layer, act, dest, purpose)
+        reasons: list[Reason] = []
+        notes: list[Note] = list(outcome.notes)
+        waived_permits = self._apply_forbids(subject, outcome, ds.id, sub.id, act, dest, ancestors, now, reasons, notes)
+        if not outcome.permits and not waived_permits and not reasons:
+            reasons.append(self._not_granted(ds, act, dest, purpose))
+        reasons.extend(self._requirement_reasons(subject, ds, sub))
+        reasons.extend(self._grant_reasons(subject, ds, sub, purpose, ancestors, now))
+        return self._finish(reasons, outcome, notes, waived_permits, purpose)
+
+    def _finish(
+        self,
+        reasons: list[Reason],
+        outcome: TermsOutcome,
+        notes: list[Note],
+        waived_permits: list[str],
+        purpose: str,
+    ) -> Decision:
+        if reasons:
+            return Decision(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for(reasons, purpose), notes=tuple(notes))
+        return Decision(
+            effect="permit",
+            obligations=outcome.obligations,
+            notes=tuple(notes),
+            permitted_by=tuple(r.qid for r in outcome.permits) + tuple(waived_permits),
+        )
+
+    def _apply_forbids(
+        self,
+        subject: SubjectView,
+        outcome: TermsOutcome,
+        ds_id: str,
+        sub_id: str,
+        act: Action,
+        dest: Destination | None,
+        ancestors: frozenset[str],
+        now: datetime,
+        reasons: list[Reason],
+        notes: list[Note],
+    ) -> list[str]:
+        """Forbid overrides permit unless the rule's owner waived it; returns waiver-permits."""
+        waived_permits: list[str] = []
+        for rule, reason in outcome.forbids:
+            waiver, ignored = self._waiver_for(subject, rule, ds_id, sub_id, act, dest, ancestors, now)
+            for w in ignored:
+                notes.append(Note(code=NoteCode.WAIVER_IGNORED, rule=rule.qid,
+                                  message=f"a waiver from '{w.owner}' was ignored: only '{rule.owner}' can waive {rule.qid}"))
+            if waiver is None:
+                reasons.append(reason)
+                continue
+            notes.append(Note(code=NoteCode.WAIVED, rule=rule.qid,
+                              message=f"{rule.qid} waived by its owner '{rule.owner}'" + (f" (waiver {waiver.id})" if waiver.id else "")))
+            if rule.permits_when_waived:
+                waived_permits.append(rule.qid)
+        return waived_permits
+
+    def _waiver_for(
+        self,
+        subject: SubjectView,
+        rule: CRule,
+        ds_id: str,
+        sub_id: str,
+        act: Action,
+        dest: Destination | None,
+        ancestors: frozenset[str],
+        now: datetime,
+    ) -> tuple[WaiverFact | None, list[WaiverFact]]:
+        if rule.waivable_by is None or not subject.waivers:
+            return None, []
+        ignored: list[WaiverFact] = []
+        for w in subject.waivers:
+            if not _active(w, now) or w.dataset not in (rule.terms_id, ds_id):
+                continue
+            w_act, w_dest = (Action.EXPORT, Destination.INTERNAL) if w.action is Action.COPY_INTERNAL else (w.action, w.destination)
+            if w_act is not act or (w_dest is not None and w_dest is not dest):
+                continue
+            if w.rule is not None and w.rule not in (rule.id, rule.qid):
+                continue
+            if w.subset is not None and w.subset != sub_id:
+                continue
+            if w.purpose is not None and w.purpose not in ancestors:
+                continue
+            if w.owner != rule.waivable_by:
+                ignored.append(w)
+                continue
+            return w, []
+        return None, ignored
+
+    def _not_granted(self, ds: CTerms, act: Action, dest: Destination | None, purpose: str) -> Reason:
+        key = ("not_granted", ds.id, act, dest, purpose)
+        r = self._reason_memo.get(key)
+        if r is None:
+            what = f"export to {dest.value}" if dest is not None else act.value
+            if dest is Destination.INTERNAL:
+                what = "internal copies (copy_internal)"
+            r = Reason(code=ReasonCode.NOT_GRANTED_BY_TERMS, terms=ds.id,
+                       message=f"the {ds.title} terms do not grant {what} for {purpose}")
+            self._reason_memo[key] = r
+        return r
+
+    # ---------------------------------------------------------------- terms side
+
+    def _terms_outcome(
+        self,
+        ds: CDataset,
+        sub: CSubset,
+        fkey: frozenset[str] | None,
+        layer: Layer,
+        act: Action,
+        dest: Destination | None,
+        purpose: str,
+    ) -> TermsOutcome:
+        key = (sub, fkey, layer, act, dest, purpose)
+        cached = self._terms_memo.get(key)
+        if cached is not None:
+            return cached
+        ancestors = self.policies.ancestors[purpose]
+        permits: list[CRule] = []
+        forbids: list[tuple[CRule, Reason]] = []
+        obligations: list[Obligation] = []
+        notes: list[Note] = []
+        for terms, path in self._terms_chain(ds, sub, fkey):
+            own = terms is ds
+            if not terms.has_terms:
+                notes.append(Note(code=NoteCode.SOURCE_TERMS_UNRECORDED,
+                                  message=f"{terms.title} (an origin via {' -> '.join(path)}) has no recorded terms; {ds.title}'s terms govern"))
+                continue
+            for rule in terms.rules_by_action.get(act, ()):
+                if not rule.matches(act, dest, ancestors, sub.id if own else "", layer):
+                    continue
+                if rule.effect == "permit":
+                    if own:  # INVARIANT: permission comes from the dataset's own terms only
+                        permits.append(rule)
+                else:
+                    forbids.append((rule, self._forbid_reason(rule, path, own)))
+            for ob in terms.obligations:
+                if act in ob.actions and layer in ob.layers and ob.out not in obligations:
+                    obligations.append(ob.out)
+        if fkey is UNRECORDED:
+            notes.append(Note(code=NoteCode.ORIGIN_UNRECORDED,
+                              message=f"the manifest records no origin for this file; it is treated as possibly from {', '.join(sorted(sub.file_sources))}"))
+        outcome = TermsOutcome(tuple(permits), tuple(forbids), tuple(obligations), tuple(notes))
+        self._terms_memo[key] = outcome
+        return outcome
+
+    def _terms_chain(
+        self, ds: CDataset, sub: CSubset, fkey: frozenset[str] | None
+    ) -> list[tuple[CTerms, tuple[str, ...]]]:
+        """The dataset's terms plus those of every upstream source that reaches this file."""
+        chain: list[tuple[CTerms, tuple[str, ...]]] = [(ds, ())]
+        for src in sub.sources:
+            chain.append((self.policies.sources[src], (f"subset {sub.qid}", f"source {src}")))
+        if fkey is not None:
+            origins = sub.file_sources if fkey is UNRECORDED else fkey
+            how = "origin not recorded" if fkey is UNRECORDED else "origin recorded in the manifest"
+            for src in sorted(origins):
+                if src in sub.sources or src not in self.policies.sources:
+                    continue
+                chain.append((self.policies.sources[src], (f"subset {sub.qid}", f"file {how}", f"source {src}")))
+        return chain
+
+    def _forbid_reason(self, rule: CRule, path: tuple[str, ...], own: bool) -> Reason:
+        key = (rule.qid, path, own)
+        r = self._reason_memo.get(key)
+        if r is None:
+            r = explain.forbid_reason(rule, path, own)
+            self._reason_memo[key] = r
+        return r
+
+    # ---------------------------------------------------------------- subject side
+
+    def _requirement_reasons(self, subject: SubjectView, ds: CDataset, sub: CSubset) -> tuple[Reason, ...]:
+        key = (ds.id, sub.id)
+        cached = subject._req_cache.get(key)
+        if cached is None:
+            cached = explain.requirement_reasons(subject.state, subject.classification if sub.requirement.institutional_email else None,
+                                                 ds, sub, signed=subject.signed, terminated=subject.terminated)
+            subject._req_cache[key] = cached
+        return cached
+
+    def _grant_reasons(
+        self,
+        subject: SubjectView,
+        ds: CDataset,
+        sub: CSubset,
+        purpose: str,
+        ancestors: frozenset[str],
+        now: datetime,
+    ) -> list[Reason]:
+        scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
+        return explain.grant_reasons(scoped, sub.qid, purpose, ancestors, now, _active)
+
+    # ---------------------------------------------------------------- artefacts
+
+    def _artefact_decision(
+        self,
+        subject: SubjectView,
+        art: str,
+        act: Action,
+        dest: Destination | None,
+        purpose: str,
+        now: datetime,
+        prov: Provenance,
+    ) -> Decision:
+        """DESIGN §3.5-3.6: an artefact carries the terms of everything it was made from."""
+        try:
+            leaves = prov.leaves(art)
+        except LineageError as exc:
+            return self._bad_request([Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=str(exc))])
+        if act is Action.DISCOVER:
+            return self._discover
+        ancestors = self.policies.ancestors[purpose]
+        reasons: list[Reason] = []
+        notes: list[Note] = []
+        obligations: list[Obligation] = []
+        permits: list[CRule] = []
+        waived: list[str] = []
+        art_grants = {a: subject.artefact_grants.get(a, []) for a in {v[len(ARTEFACT_PREFIX):] for leaf in leaves for v in leaf.via}}
+        for leaf in leaves:
+            ds = self.policies.datasets.get(leaf.dataset)
+            via = (*leaf.via, leaf.label)
+            if ds is None:
+                reasons.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} names an unknown dataset"))
+                continue
+            if not ds.has_terms:
+                reasons.extend(explain.no_terms_decision(ds, via).reasons)
+                continue
+            subs = self._leaf_subsets(ds, leaf)
+            if not subs:
+                reasons.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} matches no subset of {ds.id}"))
+                continue
+            covered = any(
+                _active(g, now) and g.purpose in ancestors
+                for v in leaf.via for g in art_grants.get(v[len(ARTEFACT_PREFIX):], ())
+            )
+            for sub in subs:
+                fkey = self._leaf_origins(ds, sub, leaf, prov)
+                outcome = self._terms_outcome(ds, sub, fkey, Layer.DERIVED, act, dest, purpose)
+                leaf_reasons: list[Reason] = []
+                wp = self._apply_forbids(subject, outcome, ds.id, sub.id, act, dest, ancestors, now, leaf_reasons, notes)
+                waived.extend(wp)
+                # The input dataset's own rules keep their code; upstream sources' are inherited.
+                for r in leaf_reasons:
+                    reasons.append(r.model_copy(update={"path": via + r.path}))
+                if not outcome.permits and not wp and not leaf_reasons:
+                    reasons.append(self._not_granted(ds, act, dest, purpose).model_copy(update={"path": via}))
+                permits.extend(outcome.permits)
+                notes.extend(n for n in outcome.notes if n not in notes)
+                obligations.extend(o for o in outcome.obligations if o not in obligations)
+                reasons.extend(self._requirement_reasons(subject, ds, sub))
+                if not covered:
+                    reasons.extend(r.model_copy(update={"path": via}) for r in self._grant_reasons(subject, ds, sub, purpose, ancestors, now))
+        unique: list[Reason] = []
+        for r in reasons:
+            if r not in unique:
+                unique.append(r)
+        outcome = TermsOutcome(tuple(dict.fromkeys(permits)), (), tuple(obligations), ())
+        return self._finish(unique, outcome, notes, list(dict.fromkeys(waived)), purpose)
+
+    def _leaf_subsets(self, ds: CDataset, leaf: Leaf) -> tuple[CSubset, ...]:
+        if leaf.pattern is not None:
+            if valid_path(leaf.pattern.replace("*", "x").replace("?", "x")) is not None:
+                return ()
+            return ds.subsets_for_pattern(leaf.pattern)
+        if leaf.subset is not None:
+            sub = ds.subsets.get(leaf.subset)
+            return (sub,) if sub is not None else ()
+        return tuple(ds.subsets.values())
+
+    def _leaf_origins(self, ds: CDataset, sub: CSubset, leaf: Leaf, prov: Provenance) -> frozenset[str] | None:
+        if not sub.file_sources:
+            return None
+        if leaf.pattern is not None and not any(c in leaf.pattern for c in "*?["):
+            tags = prov.file_sources(ds.id, leaf.pattern)
+            return UNRECORDED if tags is None else tags
+        # A glob or whole-subset input may include any file: every listed origin may reach it.
+        return UNRECORDED
