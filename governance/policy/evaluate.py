@@ -217,6 +217,9 @@ class Engine:
             act = Action.DISCOVER
         elif act is Action.COPY_INTERNAL:
             act, dest = Action.EXPORT, Destination.INTERNAL
+            if destination not in (None, Destination.INTERNAL.value):
+                bad.append(Reason(code=ReasonCode.UNKNOWN_ACTION,
+                                  message=f"copy_internal goes to 'internal' only, not {_echo(destination)}; use export with a destination"))
         elif act is Action.EXPORT:
             dest = _DESTS.get(destination) if isinstance(destination, str) else None
             if dest is None:
