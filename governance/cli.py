@@ -202,7 +202,10 @@ def explain(
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every expected failure."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns the exit code of typer.Exit instead of exiting with it.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except Exit as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.code)

@@ -256,25 +256,25 @@ class _Builder:
                 continue
             key = self._key(key_node)
             if key in explicit:
-                first = self.doc.keys[(*loc, key)]
+                first = self.doc.keys.get((*loc, key), _mark(key_node))
                 raise _fail(
                     self.doc.path,
                     _mark(key_node),
                     f"duplicate key '{key}' (first defined at line {first.line})",
                 )
-            self.doc.keys[(*loc, key)] = _mark(key_node)
+            self.doc.keys.setdefault((*loc, key), _mark(key_node))
             explicit[key] = self.build(value_node, (*loc, key), depth=depth + 1)
         for key_node, value_node in merge_sources:
             sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
             for source in sources:
                 if not isinstance(source, MappingNode):
                     raise _fail(self.doc.path, _mark(source), "a merge key '<<' takes a mapping or a list of mappings")
-                value = self.build(source, (*loc, _MERGE), depth=depth + 1)
+                # Built at this mapping's own location: merged values keep the positions where
+                # they are written (explicit keys were recorded first and keep theirs).
+                value = self.build(source, loc, depth=depth + 1)
                 for k, v in value.items():
                     # Earlier merge sources win over later ones, as the YAML merge spec says.
                     merged.setdefault(k, v)
-                    self.doc.keys.setdefault((*loc, k), _mark(key_node))
-                    self.doc.values.setdefault((*loc, k), _mark(source))
         if not merged:
             return explicit
         result = {k: v for k, v in merged.items() if k not in explicit}

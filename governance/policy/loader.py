@@ -231,6 +231,9 @@ def _check_clause(loaded: Loaded, loc: Loc, clause: str, what: str, problems: li
     body = text if text is not None else loaded.text
     if body is None:
         return
+    if len(clause.split()) < 3:
+        problems.append(loaded.doc.error(loc, f"{what} quotes too little to identify a clause (at least three words)", cls=PolicyFileError))
+        return
     if normalise_ws(clause) not in normalise_ws(body):
         short = normalise_ws(clause)
         short = short if len(short) <= 60 else short[:57] + "..."
