@@ -44,6 +44,8 @@ _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 _NULL = frozenset({"", "~", "null", "Null", "NULL"})
 _MERGE = "<<"
+# libyaml's parser when PyYAML was built with it (the wheels are): same events and marks, 10x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Loc = tuple[str | int, ...]
 
@@ -126,7 +128,7 @@ def load_text(text: str, *, path: str = "<string>") -> Document:
         text = text[1:]
     _prescan(text, path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         raise _from_yaml_error(path, exc) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors for text input
@@ -155,7 +157,7 @@ def _prescan(text: str, path: str) -> None:
     events = 0
     documents = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_LOADER):
             events += 1
             if events > MAX_VALUES:
                 raise _fail(path, _mark(event), f"the file has more than {MAX_VALUES} YAML events")
@@ -227,7 +229,7 @@ class _Builder:
     @staticmethod
     def _scalar(node: ScalarNode) -> Any:
         value: str = node.value
-        if node.style is not None:  # quoted or block scalar: always a string
+        if node.style:  # quoted or block scalar: always a string (plain is None or "")
             return value
         if value in _NULL:
             return None
@@ -251,7 +253,7 @@ class _Builder:
         merged: dict[str, Any] = {}
         merge_sources: list[tuple[Node, Node]] = []
         for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode) and key_node.value == _MERGE and key_node.style is None:
+            if isinstance(key_node, ScalarNode) and key_node.value == _MERGE and not key_node.style:
                 merge_sources.append((key_node, value_node))
                 continue
             key = self._key(key_node)

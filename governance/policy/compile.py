@@ -138,6 +138,15 @@ class CDataset(CTerms):
                 return sub
         return None
 
+    def subset_for_directory(self, dirpath: str) -> CSubset | None:
+        """The subset every file directly in `dirpath` belongs to, when the directory alone
+        decides it (subset globs of the form `segment/**`); None when a file name could matter."""
+        seg = dirpath.partition("/")[0]
+        candidates = self._by_segment.get(seg, ())
+        if candidates and candidates[0][0] is None:
+            return candidates[0][1]
+        return None
+
     def subsets_for_pattern(self, pattern: str) -> tuple[CSubset, ...]:
         """Subsets a path glob may touch (every one, if in doubt: restrictions then apply)."""
         if globs.is_literal(pattern):

@@ -29,6 +29,7 @@ _ACTIONS = {a.value: a for a in Action}
 _DESTS = {d.value: d for d in Destination}
 _BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
 _MAX_PATH = 4096
+_BAD_NAMES = frozenset({"", ".", ".."})
 # A file whose origin the manifest does not record may come from any origin its subset lists.
 UNRECORDED = frozenset({"\0unrecorded"})
 
@@ -132,7 +133,11 @@ class Engine:
         self.cache_size = cache_size
         self._terms_memo: dict[tuple[object, ...], TermsOutcome] = {}
         self._reason_memo: dict[tuple[object, ...], Reason] = {}
+        self._reason_sets: dict[tuple[object, ...], tuple[Reason, ...]] = {}
+        self._decision_memo: dict[tuple[object, ...], Decision] = {}
         self._discover = Decision(effect="permit")
+        self._dirs: dict[str, CSubset | None] = {}
+        self.dir_cache_size = 65536
 
     # ---------------------------------------------------------------- public API
 
@@ -153,6 +158,17 @@ class Engine:
     ) -> Decision:
         """Decide one request. Never raises for bad input: that is a deny with a reason."""
         try:
+            # Fast path: a file in a directory whose subset is known, with no per-file origins,
+            # already decided for this subject in this time interval.
+            head, _, name = resource.rpartition("/")
+            sub = self._dirs.get(head) or self._dir_subset(head)
+            if sub is not None and not sub.file_sources and name not in _BAD_NAMES and name.isprintable() and "\\" not in name:
+                th = subject.thresholds
+                key = (sub, action, destination, purpose, bisect_right(th, now) if th else 0)
+                d = subject.cache.get(key)
+                if d is None:
+                    d = self._decide_known_subset(subject, sub, action, purpose, destination, now, key)
+                return d
             return self._decide(subject, action, resource, purpose, destination, now, provenance or EMPTY)
         except Exception as exc:  # noqa: BLE001 - SECURITY: fail closed on any engine bug
             return self._internal_error(exc)
@@ -178,31 +194,70 @@ class Engine:
             act, dest, bad = self._resolve(action, purpose, destination)
             if bad:
                 return [self._bad_request(bad)] * len(resources)
-            slot = bisect_right(subject.thresholds, now) if subject.thresholds else 0
-            datasets = self.policies.datasets
-            cache = subject.cache
+            th = subject.thresholds
+            slot = bisect_right(th, now) if th else 0
+            files = prov.files
+            dirs = self._dirs
+            dir_subset = self._dir_subset
+            local: dict[object, Decision] = {}
             out: list[Decision] = []
             append = out.append
             for resource in resources:
-                ds_id, sep, path = resource.partition(":")
-                ds = datasets.get(ds_id) if sep else None
-                sub = ds.find_subset(path) if ds is not None and valid_path(path) is None else None
-                if sub is None or ds is None:
+                head, _, name = resource.rpartition("/")
+                sub = dirs.get(head) or dir_subset(head)
+                if sub is None or name in _BAD_NAMES or not name.isprintable() or "\\" in name:
                     append(self._decide(subject, action, resource, purpose, destination, now, prov))
                     continue
+                fkey: frozenset[str] | None = None
+                group: object = sub
                 if sub.file_sources:
-                    tags = prov.file_sources(ds_id, path)
-                    fkey: frozenset[str] | None = UNRECORDED if tags is None else tags
-                else:
-                    fkey = None
-                key = (sub, fkey, act, dest, purpose, slot)
-                d = cache.get(key)
+                    tags = files.get((sub.dataset, resource[len(sub.dataset) + 1:]))
+                    fkey = UNRECORDED if tags is None else tags
+                    group = (sub, fkey)
+                d = local.get(group)
                 if d is None:
-                    d = self._file_decision(subject, ds, sub, fkey, act, dest, purpose, now, key)
+                    key = (sub, fkey, act, dest, purpose, slot)
+                    d = subject.cache.get(key)
+                    if d is None:
+                        ds = self.policies.datasets[sub.dataset]
+                        d = self._file_decision(subject, ds, sub, fkey, act, dest, purpose, now, key)
+                    local[group] = d
                 append(d)
             return out
         except Exception as exc:  # noqa: BLE001 - SECURITY: fail closed on any engine bug
             return [self._internal_error(exc)] * len(resources)
+
+    def _dir_subset(self, head: str) -> CSubset | None:
+        """The subset of files directly in `dataset:dir`, memoised per directory (None: no fast path)."""
+        if head in self._dirs:
+            return self._dirs[head]
+        sub: CSubset | None = None
+        ds_id, sep, dirpath = head.partition(":")
+        ds = self.policies.datasets.get(ds_id) if sep else None
+        if ds is not None and valid_path(dirpath) is None:
+            sub = ds.subset_for_directory(dirpath)
+        if len(self._dirs) >= self.dir_cache_size:
+            self._dirs.clear()  # an explicit bound
+        self._dirs[head] = sub
+        return sub
+
+    def _decide_known_subset(
+        self,
+        subject: SubjectView,
+        sub: CSubset,
+        action: str,
+        purpose: str,
+        destination: str | None,
+        now: datetime,
+        key: tuple[object, ...],
+    ) -> Decision:
+        act, dest, bad = self._resolve(action, purpose, destination)
+        if bad:
+            d = self._bad_request(bad)
+        else:
+            d = self._decide_file(subject, self.policies.datasets[sub.dataset], sub, None, act, dest, purpose, now)
+        self._store(subject, key, d)
+        return d
 
     # ---------------------------------------------------------------- request parsing
 
@@ -213,20 +268,20 @@ class Engine:
         act = _ACTIONS.get(action) if isinstance(action, str) else None
         dest: Destination | None = None
         if act is None:
-            bad.append(Reason(code=ReasonCode.UNKNOWN_ACTION, message=f"unknown action {_echo(action)}; known: {', '.join(_ACTIONS)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION, message=f"unknown action {_echo(action)}; known: {', '.join(_ACTIONS)}"))
             act = Action.DISCOVER
         elif act is Action.COPY_INTERNAL:
             act, dest = Action.EXPORT, Destination.INTERNAL
             if destination not in (None, Destination.INTERNAL.value):
-                bad.append(Reason(code=ReasonCode.UNKNOWN_ACTION,
+                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION,
                                   message=f"copy_internal goes to 'internal' only, not {_echo(destination)}; use export with a destination"))
         elif act is Action.EXPORT:
             dest = _DESTS.get(destination) if isinstance(destination, str) else None
             if dest is None:
                 what = "needs a destination" if destination is None else f"has unknown destination {_echo(destination)}"
-                bad.append(Reason(code=ReasonCode.UNKNOWN_ACTION, message=f"export {what}; known: {', '.join(_DESTS)}"))
+                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION, message=f"export {what}; known: {', '.join(_DESTS)}"))
         if not isinstance(purpose, str) or purpose not in self.policies.ancestors:
-            bad.append(Reason(code=ReasonCode.UNKNOWN_PURPOSE, message=f"unknown purpose {_echo(purpose)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_PURPOSE, message=f"unknown purpose {_echo(purpose)}"))
         return act, dest, bad
 
     def _decide(
@@ -241,12 +296,12 @@ class Engine:
     ) -> Decision:
         act, dest, bad = self._resolve(action, purpose, destination)
         if not isinstance(resource, str):
-            return self._bad_request([*bad, Reason(code=ReasonCode.UNKNOWN_RESOURCE, message="the resource is not a string")])
+            return self._bad_request([*bad, Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message="the resource is not a string")])
         slot = bisect_right(subject.thresholds, now) if subject.thresholds else 0
         if resource.startswith(ARTEFACT_PREFIX):
             art = resource[len(ARTEFACT_PREFIX):]
             if art not in prov:
-                bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown artefact {_echo(art)}"))
+                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown artefact {_echo(art)}"))
             if bad:
                 return self._bad_request(bad)
             key: tuple[object, ...] = ("artefact", prov.serial, art, act, dest, purpose, slot)
@@ -259,13 +314,13 @@ class Engine:
         ds = self.policies.datasets.get(ds_id) if sep else None
         sub: CSubset | None = None
         if not sep:
-            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"resource {_echo(resource)} is not 'dataset:path' or 'artefact:id'"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"resource {_echo(resource)} is not 'dataset:path' or 'artefact:id'"))
         elif ds is None:
-            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown dataset {_echo(ds_id)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown dataset {_echo(ds_id)}"))
         elif (problem := valid_path(path)) is not None:
-            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"malformed resource path: {problem}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"malformed resource path: {problem}"))
         elif (sub := ds.find_subset(path)) is None:
-            bad.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"no subset of {ds_id} contains {_echo(path)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"no subset of {ds_id} contains {_echo(path)}"))
         if bad or ds is None or sub is None:
             return self._bad_request(bad)
         fkey: frozenset[str] | None = None
@@ -284,12 +339,12 @@ class Engine:
         subject.cache[key] = d
 
     def _bad_request(self, reasons: list[Reason]) -> Decision:
-        return Decision(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for_input(reasons))
+        return Decision.model_construct(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for_input(reasons))
 
     def _internal_error(self, exc: Exception) -> Decision:
         # SECURITY: no exception text reaches the caller; the type is enough for an operator.
-        r = Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=f"the engine failed to decide ({type(exc).__name__}); denied")
-        return Decision(effect="deny", reasons=(r,))
+        r = Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"the engine failed to decide ({type(exc).__name__}); denied")
+        return Decision.model_construct(effect="deny", reasons=(r,))
 
     # ---------------------------------------------------------------- files
 
@@ -345,14 +400,24 @@ class Engine:
         waived_permits: list[str],
         purpose: str,
     ) -> Decision:
+        # Decisions are values: equal inputs share one object (bounded by the policy's size).
         if reasons:
-            return Decision(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for(reasons, purpose), notes=tuple(notes))
-        return Decision(
-            effect="permit",
-            obligations=outcome.obligations,
-            notes=tuple(notes),
-            permitted_by=tuple(r.qid for r in outcome.permits) + tuple(waived_permits),
-        )
+            key: tuple[object, ...] = ("deny", tuple(reasons), tuple(notes), purpose)
+            d = self._decision_memo.get(key)
+            if d is None:
+                d = Decision.model_construct(effect="deny", reasons=tuple(reasons),
+                                             remedies=explain.remedies_for(reasons, purpose), notes=tuple(notes))
+        else:
+            permitted_by = tuple(r.qid for r in outcome.permits) + tuple(waived_permits)
+            key = ("permit", outcome.obligations, tuple(notes), permitted_by)
+            d = self._decision_memo.get(key)
+            if d is None:
+                d = Decision.model_construct(effect="permit", obligations=outcome.obligations, notes=tuple(notes),
+                                             permitted_by=permitted_by)
+        if len(self._decision_memo) >= self.cache_size * 4:
+            self._decision_memo.clear()
+        self._decision_memo[key] = d
+        return d
 
     def _apply_forbids(
         self,
@@ -372,12 +437,12 @@ class Engine:
         for rule, reason in outcome.forbids:
             waiver, ignored = self._waiver_for(subject, rule, ds_id, sub_id, act, dest, ancestors, now)
             for w in ignored:
-                notes.append(Note(code=NoteCode.WAIVER_IGNORED, rule=rule.qid,
+                notes.append(Note.model_construct(code=NoteCode.WAIVER_IGNORED, rule=rule.qid,
                                   message=f"a waiver from '{w.owner}' was ignored: only '{rule.owner}' can waive {rule.qid}"))
             if waiver is None:
                 reasons.append(reason)
                 continue
-            notes.append(Note(code=NoteCode.WAIVED, rule=rule.qid,
+            notes.append(Note.model_construct(code=NoteCode.WAIVED, rule=rule.qid,
                               message=f"{rule.qid} waived by its owner '{rule.owner}'" + (f" (waiver {waiver.id})" if waiver.id else "")))
             if rule.permits_when_waived:
                 waived_permits.append(rule.qid)
@@ -422,7 +487,7 @@ class Engine:
             what = f"export to {dest.value}" if dest is not None else act.value
             if dest is Destination.INTERNAL:
                 what = "internal copies (copy_internal)"
-            r = Reason(code=ReasonCode.NOT_GRANTED_BY_TERMS, terms=ds.id,
+            r = Reason.model_construct(code=ReasonCode.NOT_GRANTED_BY_TERMS, terms=ds.id,
                        message=f"the {ds.title} terms do not grant {what} for {purpose}")
             self._reason_memo[key] = r
         return r
@@ -451,7 +516,7 @@ class Engine:
         for terms, path in self._terms_chain(ds, sub, fkey):
             own = terms is ds
             if not terms.has_terms:
-                notes.append(Note(code=NoteCode.SOURCE_TERMS_UNRECORDED,
+                notes.append(Note.model_construct(code=NoteCode.SOURCE_TERMS_UNRECORDED,
                                   message=f"{terms.title} (an origin via {' -> '.join(path)}) has no recorded terms; {ds.title}'s terms govern"))
                 continue
             for rule in terms.rules_by_action.get(act, ()):
@@ -466,7 +531,7 @@ class Engine:
                 if act in ob.actions and layer in ob.layers and ob.out not in obligations:
                     obligations.append(ob.out)
         if fkey is UNRECORDED:
-            notes.append(Note(code=NoteCode.ORIGIN_UNRECORDED,
+            notes.append(Note.model_construct(code=NoteCode.ORIGIN_UNRECORDED,
                               message=f"the manifest records no origin for this file; it is treated as possibly from {', '.join(sorted(sub.file_sources))}"))
         outcome = TermsOutcome(tuple(permits), tuple(forbids), tuple(obligations), tuple(notes))
         self._terms_memo[key] = outcome
@@ -502,8 +567,22 @@ class Engine:
         key = (ds.id, sub.id)
         cached = subject._req_cache.get(key)
         if cached is None:
-            cached = explain.requirement_reasons(subject.state, subject.classification if sub.requirement.institutional_email else None,
-                                                 ds, sub, signed=subject.signed, terminated=subject.terminated)
+            state = subject.state
+            req = sub.requirement
+            classification = subject.classification if req.institutional_email else None
+            signature = (
+                ds.id in subject.terminated,
+                state.email_verified or not req.verified_email,
+                classification,
+                state.accepted.get(ds.id),
+                ds.id in subject.signed or req.agreement == "click-through",
+            )
+            memo_key = (ds.id, sub.id, signature)
+            cached = self._reason_sets.get(memo_key)
+            if cached is None:
+                cached = explain.requirement_reasons(state, classification, ds, sub, signed=subject.signed,
+                                                     terminated=subject.terminated)
+                self._reason_sets[memo_key] = cached
             subject._req_cache[key] = cached
         return cached
 
@@ -515,9 +594,17 @@ class Engine:
         purpose: str,
         ancestors: frozenset[str],
         now: datetime,
-    ) -> list[Reason]:
+    ) -> tuple[Reason, ...]:
         scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-        return explain.grant_reasons(scoped, sub.qid, purpose, ancestors, now, _active)
+        status = explain.grant_status(scoped, ancestors, now, _active)
+        if not status:
+            return ()
+        key = ("grant", sub.qid, purpose, status)
+        cached = self._reason_sets.get(key)
+        if cached is None:
+            cached = explain.grant_reasons(status, sub.qid, purpose)
+            self._reason_sets[key] = cached
+        return cached
 
     # ---------------------------------------------------------------- artefacts
 
@@ -535,7 +622,7 @@ class Engine:
         try:
             leaves = prov.leaves(art)
         except LineageError as exc:
-            return self._bad_request([Reason(code=ReasonCode.UNKNOWN_RESOURCE, message=str(exc))])
+            return self._bad_request([Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=str(exc))])
         if act is Action.DISCOVER:
             return self._discover
         ancestors = self.policies.ancestors[purpose]
@@ -549,14 +636,14 @@ class Engine:
             ds = self.policies.datasets.get(leaf.dataset)
             via = (*leaf.via, leaf.label)
             if ds is None:
-                reasons.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} names an unknown dataset"))
+                reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} names an unknown dataset"))
                 continue
             if not ds.has_terms:
                 reasons.extend(explain.no_terms_decision(ds, via).reasons)
                 continue
             subs = self._leaf_subsets(ds, leaf)
             if not subs:
-                reasons.append(Reason(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} matches no subset of {ds.id}"))
+                reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} matches no subset of {ds.id}"))
                 continue
             covered = any(
                 _active(g, now) and g.purpose in ancestors

@@ -36,7 +36,7 @@ def forbid_reason(rule: CRule, path: tuple[str, ...], own: bool) -> Reason:
     else:
         code = ReasonCode.INHERITED_RESTRICTION
         message = f"{rule.terms_title}'s terms reach this through {' -> '.join(path)} and forbid {_describe(rule)} ({rule.qid})"
-    return Reason(
+    return Reason.model_construct(
         code=code,
         message=message,
         rule=rule.qid,
@@ -49,14 +49,14 @@ def forbid_reason(rule: CRule, path: tuple[str, ...], own: bool) -> Reason:
 
 
 def no_terms_decision(ds: CDataset, path: tuple[str, ...]) -> Decision:
-    reason = Reason(
+    reason = Reason.model_construct(
         code=ReasonCode.NO_TERMS_RECORDED,
         message=f"{ds.title} has no recorded terms: only discovery is allowed",
         terms=ds.id,
         clause=ds.no_terms_statement,
         path=path,
     )
-    return Decision(effect="deny", reasons=(reason,), remedies=remedies_for([reason], ""))
+    return Decision.model_construct(effect="deny", reasons=(reason,), remedies=remedies_for([reason], ""))
 
 
 def requirement_reasons(
@@ -72,7 +72,7 @@ def requirement_reasons(
     req = sub.requirement
     out: list[Reason] = []
     if ds.id in terminated:
-        out.append(Reason(
+        out.append(Reason.model_construct(
             code=ReasonCode.ACCESS_TERMINATED,
             message=f"{ds.licensor.name} has terminated your access to {ds.title}",
             terms=ds.id,
@@ -80,54 +80,63 @@ def requirement_reasons(
             clause=" ".join(ds.termination.clause.split()) if ds.termination else None,
         ))
     if req.verified_email and not state.email_verified:
-        out.append(Reason(code=ReasonCode.EMAIL_UNVERIFIED, terms=ds.id, clause=req.clauses.get("verified_email"),
+        out.append(Reason.model_construct(code=ReasonCode.EMAIL_UNVERIFIED, terms=ds.id, clause=req.clauses.get("verified_email"),
                           message="your e-mail address is not verified"))
     if req.institutional_email and (classification is None or not classification.institutional):
         basis = str(classification) if classification is not None else "not classified"
-        out.append(Reason(code=ReasonCode.EMAIL_NOT_INSTITUTIONAL, terms=ds.id, clause=req.clauses.get("institutional_email"),
+        out.append(Reason.model_construct(code=ReasonCode.EMAIL_NOT_INSTITUTIONAL, terms=ds.id, clause=req.clauses.get("institutional_email"),
                           message=f"{sub.qid} needs a verified institutional e-mail address; {basis}"))
     accepted = state.accepted.get(ds.id)
     version = f"version {ds.version} (sha256 {(ds.sha256 or '')[:12]}…)"
     if accepted is None:
-        out.append(Reason(code=ReasonCode.AGREEMENT_NOT_ACCEPTED, terms=ds.id, clause=req.clauses.get("agreement"),
+        out.append(Reason.model_construct(code=ReasonCode.AGREEMENT_NOT_ACCEPTED, terms=ds.id, clause=req.clauses.get("agreement"),
                           message=f"you have not accepted the {ds.title} agreement, {version}"))
     elif accepted not in ("current", ds.version, ds.sha256):
-        out.append(Reason(code=ReasonCode.AGREEMENT_OUTDATED, terms=ds.id, clause=req.clauses.get("agreement"),
+        out.append(Reason.model_construct(code=ReasonCode.AGREEMENT_OUTDATED, terms=ds.id, clause=req.clauses.get("agreement"),
                           message=f"you accepted {accepted!r}, but the current {ds.title} agreement is {version}"))
     if req.agreement in ("signed", "hand-signed") and ds.id not in signed:
         kind = "hand-signed" if req.agreement == "hand-signed" else "signed"
-        out.append(Reason(code=ReasonCode.SIGNED_AGREEMENT_MISSING, terms=ds.id, clause=req.clauses.get("agreement"),
+        out.append(Reason.model_construct(code=ReasonCode.SIGNED_AGREEMENT_MISSING, terms=ds.id, clause=req.clauses.get("agreement"),
                           message=f"{sub.qid} needs the {kind} release agreement on file"))
     return tuple(out)
 
 
-def grant_reasons(
+def grant_status(
     grants: Sequence[GrantFact],
-    scope: str,
-    purpose: str,
     ancestors: frozenset[str],
     now: datetime,
     active: Callable[[GrantFact, datetime], bool],
-) -> list[Reason]:
-    """Empty when an active grant covers the scope and purpose; else why not."""
+) -> tuple[object, ...]:
+    """() when an active grant covers the purpose; else a small hashable summary of why not."""
     if not grants:
-        return [Reason(code=ReasonCode.NO_GRANT, message=f"you hold no grant covering {scope}")]
+        return ("none",)
     fitting = [g for g in grants if g.purpose in ancestors]
     if any(active(g, now) for g in fitting):
-        return []
+        return ()
     if fitting:
-        out = []
-        if any(g.revoked for g in fitting):
-            out.append(Reason(code=ReasonCode.GRANT_REVOKED, message=f"your grant on {scope} for {purpose} was revoked"))
-        expired = [g for g in fitting if not g.revoked and g.expires is not None and now >= g.expires]
-        if expired:
-            out.append(Reason(code=ReasonCode.GRANT_EXPIRED,
-                              message=f"your grant on {scope} expired on {max(g.expires for g in expired if g.expires).isoformat()}"))
-        if not out:
-            out.append(Reason(code=ReasonCode.NO_GRANT, message=f"your grant on {scope} for {purpose} is not yet in force"))
-        return out
-    held = ", ".join(sorted({g.purpose for g in grants}))
-    return [Reason(code=ReasonCode.PURPOSE_NOT_COVERED, message=f"your grants on {scope} cover {held}, not {purpose}")]
+        revoked = any(g.revoked for g in fitting)
+        expiries = [g.expires for g in fitting if not g.revoked and g.expires is not None and now >= g.expires]
+        return ("inactive", revoked, max(expiries) if expiries else None)
+    return ("purpose", tuple(sorted({g.purpose for g in grants})))
+
+
+def grant_reasons(status: tuple[object, ...], scope: str, purpose: str) -> tuple[Reason, ...]:
+    """The reasons for a `grant_status` summary."""
+    kind = status[0]
+    if kind == "none":
+        return (Reason.model_construct(code=ReasonCode.NO_GRANT, message=f"you hold no grant covering {scope}"),)
+    if kind == "purpose":
+        held = ", ".join(status[1])  # type: ignore[call-overload]
+        return (Reason.model_construct(code=ReasonCode.PURPOSE_NOT_COVERED, message=f"your grants on {scope} cover {held}, not {purpose}"),)
+    _, revoked, expired = status
+    out = []
+    if revoked:
+        out.append(Reason.model_construct(code=ReasonCode.GRANT_REVOKED, message=f"your grant on {scope} for {purpose} was revoked"))
+    if isinstance(expired, datetime):
+        out.append(Reason.model_construct(code=ReasonCode.GRANT_EXPIRED, message=f"your grant on {scope} expired on {expired.isoformat()}"))
+    if not out:
+        out.append(Reason.model_construct(code=ReasonCode.NO_GRANT, message=f"your grant on {scope} for {purpose} is not yet in force"))
+    return tuple(out)
 
 
 _REMEDY: dict[ReasonCode, str] = {
@@ -169,7 +178,7 @@ def remedies_for(reasons: Iterable[Reason], purpose: str) -> tuple[Remedy, ...]:
         key = (r.code, text)
         if key not in seen:
             seen.add(key)
-            out.append(Remedy(code=r.code, text=text))
+            out.append(Remedy.model_construct(code=r.code, text=text))
     return tuple(out)
 
 

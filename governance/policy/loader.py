@@ -327,6 +327,8 @@ def _check_quoted_from(loaded: Loaded, pset: PolicySet, problems: list[FileForma
     if terms is None or terms.quoted_from is None or loaded.text is None:
         return
     quoting = pset.datasets.get(terms.quoted_from)
+    if quoting is None and (Path(pset.root) / "datasets" / f"{terms.quoted_from}.yaml").is_file():
+        return  # that dataset's file failed to load and reports its own problem
     if quoting is None:
         problems.append(loaded.doc.error(("terms", "quoted_from"), f"quoted_from names unknown dataset '{terms.quoted_from}'", cls=PolicyFileError))
         return

@@ -60,7 +60,7 @@ class Provenance:
         artefacts: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.serial = next(_serial)
-        self._files = {key: frozenset(tags) for key, tags in (manifest or {}).items()}
+        self.files: dict[tuple[str, str], frozenset[str]] = {key: frozenset(tags) for key, tags in (manifest or {}).items()}
         self._artefacts: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in (artefacts or {}).items()}
         self._parsed: dict[str, tuple[str | tuple[str, str | None, str | None], ...]] = {}
         for ident, inputs in self._artefacts.items():
@@ -107,14 +107,14 @@ class Provenance:
         if ident in arts:
             raise LineageError(f"artefact '{ident}' is already registered")
         arts[ident] = tuple(inputs)
-        return Provenance(manifest={k: v for k, v in self._files.items()}, artefacts=arts)
+        return Provenance(manifest={k: v for k, v in self.files.items()}, artefacts=arts)
 
     def __contains__(self, artefact: str) -> bool:
         return artefact in self._artefacts
 
     def file_sources(self, dataset: str, path: str) -> frozenset[str] | None:
         """Source tags recorded for one file, or None when the manifest has no record of it."""
-        return self._files.get((dataset, path))
+        return self.files.get((dataset, path))
 
     def leaves(self, artefact: str) -> tuple[Leaf, ...]:
         """Every dataset input an artefact reaches, through any number of artefact hops."""
