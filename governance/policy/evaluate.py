@@ -74,7 +74,7 @@ class SubjectView:
 
     __slots__ = (
         "state", "_classifier", "_classification", "accepted", "signed", "terminated",
-        "grants_by_dataset", "artefact_grants", "waivers", "thresholds", "cache", "_req_cache",
+        "grants_by_dataset", "artefact_grants", "waivers", "thresholds", "cache", "_req_cache", "_grant_cache",
     )
 
     def __init__(self, state: SubjectState, classifier: InstitutionalClassifier) -> None:
@@ -101,6 +101,7 @@ class SubjectView:
         self.thresholds = tuple(sorted(times))
         self.cache: dict[tuple[object, ...], Decision] = {}
         self._req_cache: dict[tuple[str, str], tuple[Reason, ...]] = {}
+        self._grant_cache: dict[tuple[object, ...], tuple[object, ...]] = {}
 
     @property
     def classification(self) -> Classification:
@@ -135,6 +136,11 @@ class Engine:
         self._reason_memo: dict[tuple[object, ...], Reason] = {}
         self._reason_sets: dict[tuple[object, ...], tuple[Reason, ...]] = {}
         self._decision_memo: dict[tuple[object, ...], Decision] = {}
+        self._no_terms_memo: dict[str, Decision] = {}
+        self._resolved: dict[tuple[object, ...], tuple[Action, Destination | None, tuple[Reason, ...]]] = {}
+        self._artefact_memo: dict[tuple[object, ...], Decision] = {}
+        self._combined: dict[tuple[object, ...], tuple[TermsOutcome, tuple[Reason, ...], Decision]] = {}
+        self._leaf_memo: dict[tuple[str, str | None, str | None], tuple[CSubset, ...]] = {}
         self._discover = Decision(effect="permit")
         self._dirs: dict[str, CSubset | None] = {}
         self.dir_cache_size = 65536
@@ -162,12 +168,16 @@ class Engine:
             # already decided for this subject in this time interval.
             head, _, name = resource.rpartition("/")
             sub = self._dirs.get(head) or self._dir_subset(head)
-            if sub is not None and not sub.file_sources and name not in _BAD_NAMES and name.isprintable() and "\\" not in name:
+            if sub is not None and name not in _BAD_NAMES and name.isprintable() and "\\" not in name:
+                fkey: frozenset[str] | None = None
+                if sub.file_sources:
+                    tags = (provenance or EMPTY).files.get((sub.dataset, resource[len(sub.dataset) + 1:]))
+                    fkey = UNRECORDED if tags is None else tags
                 th = subject.thresholds
-                key = (sub, action, destination, purpose, bisect_right(th, now) if th else 0)
+                key = (sub, fkey, action, destination, purpose, bisect_right(th, now) if th else 0)
                 d = subject.cache.get(key)
                 if d is None:
-                    d = self._decide_known_subset(subject, sub, action, purpose, destination, now, key)
+                    d = self._decide_known_subset(subject, sub, fkey, action, purpose, destination, now, key)
                 return d
             return self._decide(subject, action, resource, purpose, destination, now, provenance or EMPTY)
         except Exception as exc:  # noqa: BLE001 - SECURITY: fail closed on any engine bug
@@ -245,6 +255,7 @@ class Engine:
         self,
         subject: SubjectView,
         sub: CSubset,
+        fkey: frozenset[str] | None,
         action: str,
         purpose: str,
         destination: str | None,
@@ -255,13 +266,25 @@ class Engine:
         if bad:
             d = self._bad_request(bad)
         else:
-            d = self._decide_file(subject, self.policies.datasets[sub.dataset], sub, None, act, dest, purpose, now)
+            d = self._decide_file(subject, self.policies.datasets[sub.dataset], sub, fkey, act, dest, purpose, now)
         self._store(subject, key, d)
         return d
 
     # ---------------------------------------------------------------- request parsing
 
     def _resolve(
+        self, action: str, purpose: str, destination: str | None
+    ) -> tuple[Action, Destination | None, list[Reason]]:
+        key = (action, purpose, destination)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit[0], hit[1], list(hit[2])
+        act, dest, bad = self._resolve_uncached(action, purpose, destination)
+        if not bad:  # only well-formed requests are remembered: their number is bounded
+            self._resolved[key] = (act, dest, ())
+        return act, dest, bad
+
+    def _resolve_uncached(
         self, action: str, purpose: str, destination: str | None
     ) -> tuple[Action, Destination | None, list[Reason]]:
         bad: list[Reason] = []
@@ -379,18 +402,44 @@ class Engine:
             # Discovery (metadata) is open for every known resource (DESIGN §3.1).
             return self._discover
         if not ds.has_terms:
-            return explain.no_terms_decision(ds, ())
+            return self._no_terms(ds)
         ancestors = self.policies.ancestors[purpose]
         layer = Layer.DERIVED if act is Action.PUBLISH_DERIVATIVE else Layer.DATA
         outcome = self._terms_outcome(ds, sub, fkey, layer, act, dest, purpose)
+        requirements = self._requirement_reasons(subject, ds, sub)
+        status = self._grant_status(subject, ds, sub, purpose, ancestors, now)
+        # Without waivers in play a decision is a function of three memoised values; share it.
+        # The entry holds `outcome` and `requirements`, and the hit is checked by identity.
+        shared = not (outcome.forbids and subject.waivers)
+        if shared:
+            key = (id(outcome), id(requirements), status)
+            entry = self._combined.get(key)
+            if entry is not None and entry[0] is outcome and entry[1] is requirements:
+                return entry[2]
         reasons: list[Reason] = []
         notes: list[Note] = list(outcome.notes)
         waived_permits = self._apply_forbids(subject, outcome, ds.id, sub.id, act, dest, ancestors, now, reasons, notes)
         if not outcome.permits and not waived_permits and not reasons:
             reasons.append(self._not_granted(ds, act, dest, purpose))
-        reasons.extend(self._requirement_reasons(subject, ds, sub))
-        reasons.extend(self._grant_reasons(subject, ds, sub, purpose, ancestors, now))
-        return self._finish(reasons, outcome, notes, waived_permits, purpose)
+        reasons.extend(requirements)
+        reasons.extend(self._grant_reasons_for(status, sub, purpose))
+        d = self._finish(reasons, outcome, notes, waived_permits, purpose)
+        if shared:
+            if len(self._combined) >= self.cache_size * 4:
+                self._combined.clear()
+            self._combined[key] = (outcome, requirements, d)
+        return d
+
+    def _remember_set(self, key: tuple[object, ...], reasons: tuple[Reason, ...]) -> None:
+        if len(self._reason_sets) >= self.cache_size * 8:
+            self._reason_sets.clear()  # an explicit bound (keys include caller-supplied versions)
+        self._reason_sets[key] = reasons
+
+    def _no_terms(self, ds: CDataset) -> Decision:
+        d = self._no_terms_memo.get(ds.id)
+        if d is None:
+            d = self._no_terms_memo[ds.id] = explain.no_terms_decision(ds, ())
+        return d
 
     def _finish(
         self,
@@ -400,16 +449,18 @@ class Engine:
         waived_permits: list[str],
         purpose: str,
     ) -> Decision:
-        # Decisions are values: equal inputs share one object (bounded by the policy's size).
+        # Decisions are values: equal inputs share one object. Keys use object identities,
+        # which is safe: the memoised decision holds every object its key names, so none of
+        # those ids can be reused while the entry exists.
         if reasons:
-            key: tuple[object, ...] = ("deny", tuple(reasons), tuple(notes), purpose)
+            key: tuple[object, ...] = ("deny", tuple(map(id, reasons)), tuple(map(id, notes)), purpose)
             d = self._decision_memo.get(key)
             if d is None:
                 d = Decision.model_construct(effect="deny", reasons=tuple(reasons),
                                              remedies=explain.remedies_for(reasons, purpose), notes=tuple(notes))
         else:
             permitted_by = tuple(r.qid for r in outcome.permits) + tuple(waived_permits)
-            key = ("permit", outcome.obligations, tuple(notes), permitted_by)
+            key = ("permit", tuple(map(id, outcome.obligations)), tuple(map(id, notes)), permitted_by)
             d = self._decision_memo.get(key)
             if d is None:
                 d = Decision.model_construct(effect="permit", obligations=outcome.obligations, notes=tuple(notes),
@@ -582,7 +633,7 @@ class Engine:
             if cached is None:
                 cached = explain.requirement_reasons(state, classification, ds, sub, signed=subject.signed,
                                                      terminated=subject.terminated)
-                self._reason_sets[memo_key] = cached
+                self._remember_set(memo_key, cached)
             subject._req_cache[key] = cached
         return cached
 
@@ -596,19 +647,71 @@ class Engine:
         now: datetime,
     ) -> tuple[Reason, ...]:
         scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-        status = explain.grant_status(scoped, ancestors, now, _active)
+        return self._grant_reasons_for(explain.grant_status(scoped, ancestors, now, _active), sub, purpose)
+
+    def _grant_status(
+        self, subject: SubjectView, ds: CDataset, sub: CSubset, purpose: str, ancestors: frozenset[str], now: datetime
+    ) -> tuple[object, ...]:
+        th = subject.thresholds
+        key = (sub, purpose, bisect_right(th, now) if th else 0)
+        status = subject._grant_cache.get(key)
+        if status is None:
+            scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
+            status = subject._grant_cache[key] = explain.grant_status(scoped, ancestors, now, _active)
+        return status
+
+    def _grant_reasons_for(self, status: tuple[object, ...], sub: CSubset, purpose: str) -> tuple[Reason, ...]:
         if not status:
             return ()
         key = ("grant", sub.qid, purpose, status)
         cached = self._reason_sets.get(key)
         if cached is None:
             cached = explain.grant_reasons(status, sub.qid, purpose)
-            self._reason_sets[key] = cached
+            self._remember_set(key, cached)
         return cached
 
     # ---------------------------------------------------------------- artefacts
 
     def _artefact_decision(
+        self,
+        subject: SubjectView,
+        art: str,
+        act: Action,
+        dest: Destination | None,
+        purpose: str,
+        now: datetime,
+        prov: Provenance,
+    ) -> Decision:
+        """Share artefact decisions between subjects whose relevant state is the same."""
+        if subject.waivers or act is Action.DISCOVER:
+            return self._compute_artefact_decision(subject, art, act, dest, purpose, now, prov)
+        try:
+            leaves = prov.leaves(art)
+        except LineageError:
+            return self._compute_artefact_decision(subject, art, act, dest, purpose, now, prov)
+        ancestors = self.policies.ancestors[purpose]
+        via = sorted({v for leaf in leaves for v in leaf.via})
+        parts: list[object] = [
+            any(_active(g, now) and g.purpose in ancestors for g in subject.artefact_grants.get(v[len(ARTEFACT_PREFIX):], ()))
+            for v in via
+        ]
+        for leaf in leaves:
+            ds = self.policies.datasets.get(leaf.dataset)
+            if ds is None or not ds.has_terms:
+                continue
+            for sub in self._leaf_subsets(ds, leaf):
+                scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
+                parts.append((self._requirement_reasons(subject, ds, sub), explain.grant_status(scoped, ancestors, now, _active)))
+        key = (prov.serial, art, act, dest, purpose, tuple(parts))
+        d = self._artefact_memo.get(key)
+        if d is None:
+            d = self._compute_artefact_decision(subject, art, act, dest, purpose, now, prov)
+            if len(self._artefact_memo) >= self.cache_size:
+                self._artefact_memo.clear()
+            self._artefact_memo[key] = d
+        return d
+
+    def _compute_artefact_decision(
         self,
         subject: SubjectView,
         art: str,
@@ -674,6 +777,13 @@ class Engine:
         return self._finish(unique, outcome, notes, list(dict.fromkeys(waived)), purpose)
 
     def _leaf_subsets(self, ds: CDataset, leaf: Leaf) -> tuple[CSubset, ...]:
+        key = (ds.id, leaf.pattern, leaf.subset)
+        subs = self._leaf_memo.get(key)
+        if subs is None:
+            subs = self._leaf_memo[key] = self._match_leaf(ds, leaf)
+        return subs
+
+    def _match_leaf(self, ds: CDataset, leaf: Leaf) -> tuple[CSubset, ...]:
         if leaf.pattern is not None:
             if valid_path(leaf.pattern.replace("*", "x").replace("?", "x")) is not None:
                 return ()
