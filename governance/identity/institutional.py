@@ -83,7 +83,8 @@ class InstitutionalClassifier:
         except EmailNotValidError as exc:
             return Classification(False, "", f"not a valid e-mail address ({exc})")
         domain = parsed.ascii_domain.lower()
-        idn = " (internationalised domain, compared in its ASCII form)" if domain != parsed.domain.lower() else ""
+        typed = email.rpartition("@")[2]
+        idn = " (internationalised domain, compared in its ASCII form)" if not typed.isascii() else ""
         suffixes = _suffixes(domain)
         for s in suffixes:
             if s in self._deny:

@@ -50,6 +50,8 @@ class CRule:
     clause: str
     section: str | None
     code: ReasonCode
+    written_actions: tuple[str, ...] = ()
+    written_destinations: tuple[str, ...] | None = None
 
     def matches(
         self,
@@ -227,6 +229,8 @@ def _compile_rule(rule: Rule, terms_id: str, title: str, owner: str) -> CRule:
         clause=" ".join(rule.clause.split()),
         section=rule.section,
         code=_rule_code(rule),
+        written_actions=tuple(a.value for a in rule.actions),
+        written_destinations=tuple(d.value for d in rule.destinations) if rule.destinations is not None else None,
     )
 
 

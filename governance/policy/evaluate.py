@@ -230,7 +230,8 @@ class Engine:
                     d = subject.cache.get(key)
                     if d is None:
                         ds = self.policies.datasets[sub.dataset]
-                        d = self._file_decision(subject, ds, sub, fkey, act, dest, purpose, now, key)
+                        d = self._decide_file(subject, ds, sub, fkey, act, dest, purpose, now)
+                        self._store(subject, key, d)
                     local[group] = d
                 append(d)
             return out
@@ -353,7 +354,8 @@ class Engine:
         key = (sub, fkey, act, dest, purpose, slot)
         d = subject.cache.get(key)
         if d is None:
-            d = self._file_decision(subject, ds, sub, fkey, act, dest, purpose, now, key)
+            d = self._decide_file(subject, ds, sub, fkey, act, dest, purpose, now)
+            self._store(subject, key, d)
         return d
 
     def _store(self, subject: SubjectView, key: tuple[object, ...], d: Decision) -> None:
@@ -370,22 +372,6 @@ class Engine:
         return Decision.model_construct(effect="deny", reasons=(r,))
 
     # ---------------------------------------------------------------- files
-
-    def _file_decision(
-        self,
-        subject: SubjectView,
-        ds: CDataset,
-        sub: CSubset,
-        fkey: frozenset[str] | None,
-        act: Action,
-        dest: Destination | None,
-        purpose: str,
-        now: datetime,
-        key: tuple[object, ...],
-    ) -> Decision:
-        d = self._decide_file(subject, ds, sub, fkey, act, dest, purpose, now)
-        self._store(subject, key, d)
-        return d
 
     def _decide_file(
         self,
@@ -494,7 +480,8 @@ class Engine:
                 reasons.append(reason)
                 continue
             notes.append(Note.model_construct(code=NoteCode.WAIVED, rule=rule.qid,
-                              message=f"{rule.qid} waived by its owner '{rule.owner}'" + (f" (waiver {waiver.id})" if waiver.id else "")))
+                              message=f"{rule.qid} waived by its owner '{rule.owner}'" + (f" (waiver {waiver.id})" if waiver.id else "")
+                              + f': "{rule.clause}"'))
             if rule.permits_when_waived:
                 waived_permits.append(rule.qid)
         return waived_permits

@@ -157,7 +157,7 @@ _REMEDY: dict[ReasonCode, str] = {
     ReasonCode.SIGNED_AGREEMENT_MISSING: "upload the signed release agreement; an approver confirms the signature",
     ReasonCode.NO_TERMS_RECORDED: "record the licensor's terms",
     ReasonCode.UNKNOWN_RESOURCE: "check the resource name: 'dataset:path' inside a known subset, or 'artefact:id'",
-    ReasonCode.UNKNOWN_PURPOSE: "use a purpose from policies/purposes.yaml (govern policy show --purposes)",
+    ReasonCode.UNKNOWN_PURPOSE: "use a purpose listed in the policies' purposes.yaml (e.g. research/non-commercial/academic)",
     ReasonCode.UNKNOWN_ACTION: "use one of discover, read, derive, copy_internal, export (with a destination), publish_derivative",
 }
 

@@ -73,12 +73,13 @@ def parse_model(
         for err in exc.errors(include_url=False):
             loc = tuple(prefix) + tuple(err["loc"])
             kind = err["type"]
-            where = ".".join(str(p) for p in loc) or "the file"
+            where = _dotted(loc[len(prefix):]) or "the file"
+            parent = _dotted(loc[len(prefix):-1])
             if kind == "extra_forbidden":
-                msg = f"unknown key '{loc[-1]}'" + (f" in {'.'.join(str(p) for p in loc[:-1])}" if len(loc) > 1 else "")
+                msg = f"unknown key '{loc[-1]}'" + (f" in {parent}" if parent else "")
                 problems.append(doc.error(loc, msg, key=True, cls=cls))
             elif kind == "missing":
-                msg = f"missing required key '{loc[-1]}'" + (f" in {'.'.join(str(p) for p in loc[:-1])}" if len(loc) > 1 else "")
+                msg = f"missing required key '{loc[-1]}'" + (f" in {parent}" if parent else "")
                 problems.append(doc.error(loc[:-1], msg, cls=cls))
             else:
                 text = err["msg"]
@@ -86,6 +87,14 @@ def parse_model(
                     text = f"'{err['input']}' is not a valid name (lower-case letters, digits, '-', '_', '.')"
                 problems.append(doc.error(loc, f"{where}: {text}", cls=cls))
         return None, problems
+
+
+def _dotted(loc: Loc) -> str:
+    """`('rules', 0, 'clause')` -> `rules[0].clause`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def load_policies(root: str | Path) -> PolicySet:

@@ -9,10 +9,9 @@ from governance.policy.compile import CDataset, CompiledPolicies, CRule, CTerms
 
 
 def _rule_scope(rule: CRule) -> str:
-    parts = []
-    for action, dests in sorted(rule.dests.items(), key=lambda kv: kv[0].value):
-        parts.append(action.value + (f"->{'|'.join(sorted(d.value for d in dests))}" if dests is not None else ""))
-    scope = ", ".join(parts)
+    scope = ", ".join(rule.written_actions)
+    if rule.written_destinations is not None:
+        scope += f" (exports to {', '.join(rule.written_destinations)})"
     if rule.purposes is not None:
         scope += f"; purposes {', '.join(sorted(rule.purposes))}"
     if rule.subsets is not None:

@@ -167,7 +167,7 @@ def test_unknown_key_typo_efect_is_reported_at_the_key(tmp_path: Path) -> None:
         file="shhq.yaml",
         line=b.line_of("efect:"),
         column=b.column_of("efect:"),
-        msg="unknown key 'efect' in rules.0",
+        msg="unknown key 'efect' in rules[0]",
         cls=PolicyFileError,
     )
     # the rule now lacks 'effect'; that is reported at the rule
@@ -181,7 +181,7 @@ def test_unknown_action_is_reported_at_the_list_item(tmp_path: Path) -> None:
         file="shhq.yaml",
         line=b.line_of("derivate"),
         column=b.column_of("derivate"),
-        msg="rules.0.actions.1:",
+        msg="rules[0].actions[1]:",
         cls=PolicyFileError,
     )
 
@@ -191,7 +191,7 @@ def test_unknown_destination_is_reported_at_the_list_item(tmp_path: Path) -> Non
         tmp_path, "datasets/shhq.yaml", "destinations: [third_party, public]", "destinations: [third_party, pubic]"
     )
     p = assert_problem(
-        problems_of(b.root), file="shhq.yaml", line=b.line_of("pubic"), column=b.column_of("pubic"), msg="destinations.1:"
+        problems_of(b.root), file="shhq.yaml", line=b.line_of("pubic"), column=b.column_of("pubic"), msg="destinations[1]:"
     )
     assert "third_party" in p.msg  # pydantic lists the allowed values
 
@@ -203,7 +203,7 @@ def test_boolean_field_given_yes_is_refused(tmp_path: Path) -> None:
         file="shhq.yaml",
         line=b.line_of("institutional_email: yes"),
         column=b.column_of("yes"),
-        msg="requirements.0.institutional_email: Input should be a valid boolean",
+        msg="requirements[0].institutional_email: Input should be a valid boolean",
     )
 
 
@@ -530,7 +530,7 @@ def test_cli_policy_validate_on_a_broken_tree_prints_file_line_column_lines_on_s
     proc = _validate_cli(b.root)
     located = [line for line in proc.stderr.splitlines() if re.match(r"^\S.*:\d+:\d+: ", line)]
     assert located, proc.stderr
-    expected = f"shhq.yaml:{b.line_of('efect:')}:{b.column_of('efect:')}: unknown key 'efect' in rules.0"
+    expected = f"shhq.yaml:{b.line_of('efect:')}:{b.column_of('efect:')}: unknown key 'efect' in rules[0]"
     assert any(expected in line for line in located), proc.stderr
     assert re.search(r"\d+ problem\(s\) in ", proc.stderr)
     assert "ok:" not in proc.stdout
