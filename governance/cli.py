@@ -123,9 +123,11 @@ def policy_schema(
     kind: Annotated[str, typer.Argument(help="dataset, source or purposes")] = "dataset",
 ) -> None:
     """Print the JSON Schema of a policy file kind (for editors)."""
+    from pydantic import BaseModel
+
     from governance.policy.schema import DatasetFile, PurposesFile, SourceFile
 
-    models = {"dataset": DatasetFile, "source": SourceFile, "purposes": PurposesFile}
+    models: dict[str, type[BaseModel]] = {"dataset": DatasetFile, "source": SourceFile, "purposes": PurposesFile}
     if kind not in models:
         raise Exit(f"unknown schema kind '{kind}'; choose dataset, source or purposes")
     schema = models[kind].model_json_schema()

@@ -32,7 +32,7 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from governance.errors import YamlError
+from governance.errors import FileFormatError, YamlError
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 48
@@ -79,7 +79,7 @@ class Document:
                 return Mark(1, 1)
             loc = loc[:-1]
 
-    def error(self, loc: Loc, msg: str, *, key: bool = False, cls: type[YamlError] | None = None) -> Any:
+    def error(self, loc: Loc, msg: str, *, key: bool = False, cls: type[FileFormatError] | None = None) -> FileFormatError:
         """Build (not raise) a positioned error of class `cls` for `loc`."""
         mark = self.where(loc, key=key)
         return (cls or YamlError)(self.path, msg, line=mark.line, column=mark.column)

@@ -126,7 +126,7 @@ def grant_reasons(status: tuple[object, ...], scope: str, purpose: str) -> tuple
     if kind == "none":
         return (Reason.model_construct(code=ReasonCode.NO_GRANT, message=f"you hold no grant covering {scope}"),)
     if kind == "purpose":
-        held = ", ".join(status[1])  # type: ignore[call-overload]
+        held = ", ".join(str(p) for p in status[1])  # type: ignore[attr-defined]
         return (Reason.model_construct(code=ReasonCode.PURPOSE_NOT_COVERED, message=f"your grants on {scope} cover {held}, not {purpose}"),)
     _, revoked, expired = status
     out = []

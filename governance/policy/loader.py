@@ -120,13 +120,13 @@ def load_policies(root: str | Path) -> PolicySet:
     pset = PolicySet(root=str(base), purposes=purposes, purposes_doc=pdoc)
 
     for path in sorted((base / "sources").glob("*.y*ml")):
-        model, doc = _load_one(path, SourceFile, problems)
-        if model is not None and doc is not None:
-            _add(pset.sources, model.source, path, doc, model, problems, kind="source")
+        source, doc = _load_one(path, SourceFile, problems)
+        if source is not None and doc is not None:
+            _add(pset.sources, source.source, path, doc, source, problems, kind="source")
     for path in sorted((base / "datasets").glob("*.y*ml")):
-        model, doc = _load_one(path, DatasetFile, problems)
-        if model is not None and doc is not None:
-            _add(pset.datasets, model.dataset, path, doc, model, problems, kind="dataset")
+        dataset, doc = _load_one(path, DatasetFile, problems)
+        if dataset is not None and doc is not None:
+            _add(pset.datasets, dataset.dataset, path, doc, dataset, problems, kind="dataset")
     if not pset.datasets and not problems:
         problems.append(PolicyFileError(base / "datasets", "no dataset policies found"))
 
