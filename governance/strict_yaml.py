@@ -251,10 +251,10 @@ class _Builder:
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any]:
         explicit: dict[str, Any] = {}
         merged: dict[str, Any] = {}
-        merge_sources: list[tuple[Node, Node]] = []
+        merge_sources: list[Node] = []
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.value == _MERGE and not key_node.style:
-                merge_sources.append((key_node, value_node))
+                merge_sources.append(value_node)
                 continue
             key = self._key(key_node)
             if key in explicit:
@@ -266,7 +266,7 @@ class _Builder:
                 )
             self.doc.keys.setdefault((*loc, key), _mark(key_node))
             explicit[key] = self.build(value_node, (*loc, key), depth=depth + 1)
-        for key_node, value_node in merge_sources:
+        for value_node in merge_sources:
             sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
             for source in sources:
                 if not isinstance(source, MappingNode):

@@ -10,113 +10,19 @@ decision per subset and distinct provenance plus a dictionary lookup per file.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from governance.errors import LineageError
-from governance.identity.institutional import Classification, InstitutionalClassifier
-from governance.policy import explain
+from governance.identity.institutional import InstitutionalClassifier
+from governance.policy import artefacts, explain
+from governance.policy.common import _ACTIONS, _BAD_NAMES, _DESTS, UNRECORDED, TermsOutcome, _echo, valid_path
 from governance.policy.compile import CDataset, CompiledPolicies, CRule, CSubset, CTerms
 from governance.policy.decision import Decision, Note, Obligation, Reason
-from governance.policy.facts import GrantFact, SubjectState, WaiverFact
-from governance.provenance.lineage import ARTEFACT_PREFIX, EMPTY, Leaf, Provenance
+from governance.policy.facts import SubjectState, WaiverFact
+from governance.policy.subject import SubjectView, _active
+from governance.provenance.lineage import ARTEFACT_PREFIX, EMPTY, Provenance
 from governance.types import Action, Destination, Layer, NoteCode, ReasonCode
-
-_ACTIONS = {a.value: a for a in Action}
-_DESTS = {d.value: d for d in Destination}
-_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
-_MAX_PATH = 4096
-_BAD_NAMES = frozenset({"", ".", ".."})
-# A file whose origin the manifest does not record may come from any origin its subset lists.
-UNRECORDED = frozenset({"\0unrecorded"})
-
-
-def _echo(value: object) -> str:
-    """Quote caller input in a message without letting it grow or break lines."""
-    text = repr(str(value))
-    return text if len(text) <= 80 else text[:77] + "...'"
-
-
-def valid_path(path: str) -> str | None:
-    """None when a dataset-relative path is well-formed, else what is wrong with it."""
-    if not path:
-        return "the path is empty"
-    if len(path) > _MAX_PATH:
-        return "the path is too long"
-    if path[0] == "/":
-        return "the path is absolute"
-    if path[-1] == "/" or "//" in path:
-        return "the path has an empty part"
-    if _BAD_PATH.search(path):
-        return "the path contains a control character or backslash"
-    if "." in path and "/." in "/" + path:
-        for seg in path.split("/"):
-            if seg in (".", ".."):
-                return f"the path has a '{seg}' part"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class TermsOutcome:
-    """The subject-independent half of a decision: what the terms say about a request."""
-
-    permits: tuple[CRule, ...]
-    forbids: tuple[tuple[CRule, Reason], ...]
-    obligations: tuple[Obligation, ...]
-    notes: tuple[Note, ...]
-
-
-class SubjectView:
-    """A subject compiled for deciding: indexes over its grants, waivers and requirement status."""
-
-    __slots__ = (
-        "state", "_classifier", "_classification", "accepted", "signed", "terminated",
-        "grants_by_dataset", "artefact_grants", "waivers", "thresholds", "cache", "_req_cache", "_grant_cache",
-    )
-
-    def __init__(self, state: SubjectState, classifier: InstitutionalClassifier) -> None:
-        self.state = state
-        self._classifier = classifier
-        self._classification: Classification | None = None
-        self.accepted = dict(state.accepted)
-        self.signed = frozenset(state.signed)
-        self.terminated = frozenset(state.terminated)
-        by_ds: dict[str, list[tuple[str | None, GrantFact]]] = {}
-        arts: dict[str, list[GrantFact]] = {}
-        times: set[datetime] = set()
-        for g in state.grants:
-            if g.scope.startswith(ARTEFACT_PREFIX):
-                arts.setdefault(g.scope[len(ARTEFACT_PREFIX):], []).append(g)
-            else:
-                ds, _, sub = g.scope.partition("/")
-                by_ds.setdefault(ds, []).append((sub or None, g))
-            times.update(t for t in (g.starts, g.expires) if t is not None)
-        times.update(w.expires for w in state.waivers if w.expires is not None)
-        self.grants_by_dataset = by_ds
-        self.artefact_grants = arts
-        self.waivers = tuple(w for w in state.waivers if not w.revoked)
-        self.thresholds = tuple(sorted(times))
-        self.cache: dict[tuple[object, ...], Decision] = {}
-        self._req_cache: dict[tuple[str, str], tuple[Reason, ...]] = {}
-        self._grant_cache: dict[tuple[object, ...], tuple[object, ...]] = {}
-
-    @property
-    def classification(self) -> Classification:
-        if self._classification is None:
-            self._classification = self._classifier.classify(self.state.email)
-        return self._classification
-
-
-def _active(g: GrantFact | WaiverFact, now: datetime) -> bool:
-    if g.revoked:
-        return False
-    if g.expires is not None and now >= g.expires:
-        return False
-    starts = getattr(g, "starts", None)
-    return starts is None or now >= starts
 
 
 class Engine:
@@ -331,7 +237,7 @@ class Engine:
             key: tuple[object, ...] = ("artefact", prov.serial, art, act, dest, purpose, slot)
             d = subject.cache.get(key)
             if d is None:
-                d = self._artefact_decision(subject, art, act, dest, purpose, now, prov)
+                d = artefacts.artefact_decision(self, subject, art, act, dest, purpose, now, prov)
                 self._store(subject, key, d)
             return d
         ds_id, sep, path = resource.partition(":")
@@ -658,133 +564,3 @@ class Engine:
         return cached
 
     # ---------------------------------------------------------------- artefacts
-
-    def _artefact_decision(
-        self,
-        subject: SubjectView,
-        art: str,
-        act: Action,
-        dest: Destination | None,
-        purpose: str,
-        now: datetime,
-        prov: Provenance,
-    ) -> Decision:
-        """Share artefact decisions between subjects whose relevant state is the same."""
-        if subject.waivers or act is Action.DISCOVER:
-            return self._compute_artefact_decision(subject, art, act, dest, purpose, now, prov)
-        try:
-            leaves = prov.leaves(art)
-        except LineageError:
-            return self._compute_artefact_decision(subject, art, act, dest, purpose, now, prov)
-        ancestors = self.policies.ancestors[purpose]
-        via = sorted({v for leaf in leaves for v in leaf.via})
-        parts: list[object] = [
-            any(_active(g, now) and g.purpose in ancestors for g in subject.artefact_grants.get(v[len(ARTEFACT_PREFIX):], ()))
-            for v in via
-        ]
-        for leaf in leaves:
-            ds = self.policies.datasets.get(leaf.dataset)
-            if ds is None or not ds.has_terms:
-                continue
-            for sub in self._leaf_subsets(ds, leaf):
-                scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-                parts.append((self._requirement_reasons(subject, ds, sub), explain.grant_status(scoped, ancestors, now, _active)))
-        key = (prov.serial, art, act, dest, purpose, tuple(parts))
-        d = self._artefact_memo.get(key)
-        if d is None:
-            d = self._compute_artefact_decision(subject, art, act, dest, purpose, now, prov)
-            if len(self._artefact_memo) >= self.cache_size:
-                self._artefact_memo.clear()
-            self._artefact_memo[key] = d
-        return d
-
-    def _compute_artefact_decision(
-        self,
-        subject: SubjectView,
-        art: str,
-        act: Action,
-        dest: Destination | None,
-        purpose: str,
-        now: datetime,
-        prov: Provenance,
-    ) -> Decision:
-        """DESIGN §3.5-3.6: an artefact carries the terms of everything it was made from."""
-        try:
-            leaves = prov.leaves(art)
-        except LineageError as exc:
-            return self._bad_request([Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=str(exc))])
-        if act is Action.DISCOVER:
-            return self._discover
-        ancestors = self.policies.ancestors[purpose]
-        reasons: list[Reason] = []
-        notes: list[Note] = []
-        obligations: list[Obligation] = []
-        permits: list[CRule] = []
-        waived: list[str] = []
-        art_grants = {a: subject.artefact_grants.get(a, []) for a in {v[len(ARTEFACT_PREFIX):] for leaf in leaves for v in leaf.via}}
-        for leaf in leaves:
-            ds = self.policies.datasets.get(leaf.dataset)
-            via = (*leaf.via, leaf.label)
-            if ds is None:
-                reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} names an unknown dataset"))
-                continue
-            if not ds.has_terms:
-                reasons.extend(explain.no_terms_decision(ds, via).reasons)
-                continue
-            subs = self._leaf_subsets(ds, leaf)
-            if not subs:
-                reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} matches no subset of {ds.id}"))
-                continue
-            covered = any(
-                _active(g, now) and g.purpose in ancestors
-                for v in leaf.via for g in art_grants.get(v[len(ARTEFACT_PREFIX):], ())
-            )
-            for sub in subs:
-                fkey = self._leaf_origins(ds, sub, leaf, prov)
-                outcome = self._terms_outcome(ds, sub, fkey, Layer.DERIVED, act, dest, purpose)
-                leaf_reasons: list[Reason] = []
-                wp = self._apply_forbids(subject, outcome, ds.id, sub.id, act, dest, ancestors, now, leaf_reasons, notes)
-                waived.extend(wp)
-                # The input dataset's own rules keep their code; upstream sources' are inherited.
-                for r in leaf_reasons:
-                    reasons.append(r.model_copy(update={"path": via + r.path}))
-                if not outcome.permits and not wp and not leaf_reasons:
-                    reasons.append(self._not_granted(ds, act, dest, purpose).model_copy(update={"path": via}))
-                permits.extend(outcome.permits)
-                notes.extend(n for n in outcome.notes if n not in notes)
-                obligations.extend(o for o in outcome.obligations if o not in obligations)
-                reasons.extend(self._requirement_reasons(subject, ds, sub))
-                if not covered:
-                    reasons.extend(r.model_copy(update={"path": via}) for r in self._grant_reasons(subject, ds, sub, purpose, ancestors, now))
-        unique: list[Reason] = []
-        for r in reasons:
-            if r not in unique:
-                unique.append(r)
-        outcome = TermsOutcome(tuple(dict.fromkeys(permits)), (), tuple(obligations), ())
-        return self._finish(unique, outcome, notes, list(dict.fromkeys(waived)), purpose)
-
-    def _leaf_subsets(self, ds: CDataset, leaf: Leaf) -> tuple[CSubset, ...]:
-        key = (ds.id, leaf.pattern, leaf.subset)
-        subs = self._leaf_memo.get(key)
-        if subs is None:
-            subs = self._leaf_memo[key] = self._match_leaf(ds, leaf)
-        return subs
-
-    def _match_leaf(self, ds: CDataset, leaf: Leaf) -> tuple[CSubset, ...]:
-        if leaf.pattern is not None:
-            if valid_path(leaf.pattern.replace("*", "x").replace("?", "x")) is not None:
-                return ()
-            return ds.subsets_for_pattern(leaf.pattern)
-        if leaf.subset is not None:
-            sub = ds.subsets.get(leaf.subset)
-            return (sub,) if sub is not None else ()
-        return tuple(ds.subsets.values())
-
-    def _leaf_origins(self, ds: CDataset, sub: CSubset, leaf: Leaf, prov: Provenance) -> frozenset[str] | None:
-        if not sub.file_sources:
-            return None
-        if leaf.pattern is not None and not any(c in leaf.pattern for c in "*?["):
-            tags = prov.file_sources(ds.id, leaf.pattern)
-            return UNRECORDED if tags is None else tags
-        # A glob or whole-subset input may include any file: every listed origin may reach it.
-        return UNRECORDED

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
+from governance.errors import LineageError
 from governance.policy.evaluate import Engine
 from governance.policy.explain import render
 from governance.policy.facts import GrantFact, SubjectState, WaiverFact
 from governance.provenance.lineage import Provenance
-from governance.errors import LineageError
 from tests.conftest import NOW
 
 FILE = "huge100k:flux_batch1/images0/param/a.npy"
