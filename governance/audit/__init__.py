@@ -1,0 +1,1 @@
+"""Audit: the tamper-evident hash chain, checkpoints, verification (reports come later)."""
