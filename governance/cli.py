@@ -12,6 +12,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from governance.audit import store as audit_store
+from governance.config import Settings
 from governance.errors import GovernanceError, PolicyLoadError
 from governance.policy import load_compiled
 from governance.policy.compile import CompiledPolicies
@@ -19,11 +21,16 @@ from governance.policy.evaluate import Engine
 from governance.policy.explain import render
 from governance.policy.loader import bundled_policies_dir
 from governance.policy.scenarios import load_scenarios, run_scenario, summary_line
+from governance.storage.db import make_engine, redact, require_current, upgrade
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Licence- and provenance-aware data governance.")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate, show and document policies.")
 app.add_typer(policy_app, name="policy")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (GOVERNANCE_DATABASE_URL; default a SQLite file).")
+app.add_typer(db_app, name="db")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit chain.")
+app.add_typer(audit_app, name="audit")
 
 
 @dataclass
@@ -188,6 +195,56 @@ def explain(
         status = "as expected" if outcome.ok else "UNEXPECTED: " + "; ".join(outcome.problems)
         blocks.append(f"# {item.scenario.id} ({who}; {status})\n{render(outcome.decision, req)}")
     print("\n\n".join(blocks))
+
+
+# ------------------------------------------------------------------ storage and audit
+
+
+def _settings() -> Settings:
+    return Settings.from_env(os.environ)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    revision = upgrade(engine)
+    print(f"database {redact(settings.database_url)} is at revision {revision}")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Check every link of the chain and the latest signed checkpoint; exit 1 on any damage."""
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    require_current(engine)
+    key = audit_store.load_key(settings.audit_key_path) if settings.checkpoint_path.exists() else None
+    result = audit_store.verify(engine, checkpoint_file=settings.checkpoint_path, key=key)
+    if as_json:
+        print(json.dumps({"ok": result.ok, "events": result.events, "first_bad": result.first_bad, "problem": result.problem}))
+    elif result.ok:
+        against = "and matches the signed checkpoint" if key is not None else "(no checkpoint yet: run `govern audit checkpoint`)"
+        print(f"ok: {result.events} events, every link intact {against}")
+    else:
+        where = f" at event {result.first_bad}" if result.first_bad is not None else ""
+        print(f"FAILED{where}: {result.problem}", file=sys.stderr)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain's head with the audit key and write it outside the database too."""
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    require_current(engine)
+    key = audit_store.load_or_create_key(settings.audit_key_path)
+    cp = audit_store.checkpoint(engine, key=key, at=datetime.now(UTC), out=settings.checkpoint_path)
+    if cp is None:
+        print("the audit chain is empty; nothing to sign")
+    else:
+        print(f"signed checkpoint: event {cp.seq}, head {cp.head[:16]}…, written to {settings.checkpoint_path}")
 
 
 # `govern policy explain` is the same command, listed where DESIGN §9 puts it too.

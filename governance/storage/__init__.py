@@ -1,0 +1,1 @@
+"""Storage: database engines, tables, migrations and the unit of work."""
