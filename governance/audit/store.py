@@ -43,6 +43,20 @@ def head(conn: Connection) -> AuditEvent | None:
     return _row_to_event(row) if row is not None else None
 
 
+def lock_chain(conn: Connection) -> None:
+    """Serialise appenders for the rest of this transaction (SQLite's write lock already does)."""
+    if conn.dialect.name == "postgresql":
+        # INVARIANT: one appender at a time, so seq and prev_hash form a single line.
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+
+
+def event_row(ev: AuditEvent) -> dict[str, Any]:
+    """The table row for an event (JSON columns serialised as they were hashed)."""
+    return {"seq": ev.seq, "at": ev.at, "actor": ev.actor, "action": ev.action, "target": ev.target,
+            "outcome": ev.outcome, "reasons": json.dumps(list(ev.reasons)),
+            "details": json.dumps(dict(ev.details), sort_keys=True), "prev_hash": ev.prev_hash, "hash": ev.hash}
+
+
 def append(
     conn: Connection,
     *,
@@ -55,16 +69,10 @@ def append(
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's open transaction (it commits or rolls back with it)."""
-    if conn.dialect.name == "postgresql":
-        # INVARIANT: one appender at a time, so seq and prev_hash form a single line.
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+    lock_chain(conn)
     ev = next_event(head(conn), at=at, actor=actor, action=action, target=target, outcome=outcome,
                     reasons=reasons, details=details)
-    conn.execute(insert(EVENTS).values(
-        seq=ev.seq, at=ev.at, actor=ev.actor, action=ev.action, target=ev.target, outcome=ev.outcome,
-        reasons=json.dumps(list(ev.reasons)), details=json.dumps(dict(ev.details), sort_keys=True),
-        prev_hash=ev.prev_hash, hash=ev.hash,
-    ))
+    conn.execute(insert(EVENTS).values(**event_row(ev)))
     return ev
 
 
