@@ -12,7 +12,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from governance.audit import store as audit_store
 from governance.config import Settings
 from governance.errors import GovernanceError, PolicyLoadError
 from governance.policy import load_compiled
@@ -21,7 +20,6 @@ from governance.policy.evaluate import Engine
 from governance.policy.explain import render
 from governance.policy.loader import bundled_policies_dir
 from governance.policy.scenarios import load_scenarios, run_scenario, summary_line
-from governance.storage.db import make_engine, redact, require_current, upgrade
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Licence- and provenance-aware data governance.")
@@ -207,6 +205,8 @@ def _settings() -> Settings:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
+    from governance.storage.db import make_engine, redact, upgrade  # storage loads only for storage commands
+
     settings = _settings()
     engine = make_engine(settings.database_url)
     revision = upgrade(engine)
@@ -216,6 +216,9 @@ def db_upgrade() -> None:
 @audit_app.command("verify")
 def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check every link of the chain and the latest signed checkpoint; exit 1 on any damage."""
+    from governance.audit import store as audit_store
+    from governance.storage.db import make_engine, require_current
+
     settings = _settings()
     engine = make_engine(settings.database_url)
     require_current(engine)
@@ -236,6 +239,9 @@ def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign the chain's head with the audit key and write it outside the database too."""
+    from governance.audit import store as audit_store
+    from governance.storage.db import make_engine, require_current
+
     settings = _settings()
     engine = make_engine(settings.database_url)
     require_current(engine)

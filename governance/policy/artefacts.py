@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from governance.errors import LineageError
 from governance.policy import explain
-from governance.policy.common import UNRECORDED, TermsOutcome, _echo, valid_path
+from governance.policy.common import UNRECORDED, TermsOutcome, echo, valid_path
 from governance.policy.compile import CDataset, CRule, CSubset
 from governance.policy.decision import Decision, Note, Obligation, Reason
-from governance.policy.subject import SubjectView, _active
+from governance.policy.subject import SubjectView, is_active
 from governance.provenance.lineage import ARTEFACT_PREFIX, Leaf, Provenance
 from governance.types import Action, Destination, Layer, ReasonCode
 
@@ -42,7 +42,7 @@ def artefact_decision(
     ancestors = engine.policies.ancestors[purpose]
     via = sorted({v for leaf in leaves for v in leaf.via})
     parts: list[object] = [
-        any(_active(g, now) and g.purpose in ancestors for g in subject.artefact_grants.get(v[len(ARTEFACT_PREFIX):], ()))
+        any(is_active(g, now) and g.purpose in ancestors for g in subject.artefact_grants.get(v[len(ARTEFACT_PREFIX):], ()))
         for v in via
     ]
     for leaf in leaves:
@@ -51,7 +51,7 @@ def artefact_decision(
             continue
         for sub in _leaf_subsets(engine, ds, leaf):
             scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-            parts.append((engine._requirement_reasons(subject, ds, sub), explain.grant_status(scoped, ancestors, now, _active)))
+            parts.append((engine._requirement_reasons(subject, ds, sub), explain.grant_status(scoped, ancestors, now, is_active)))
     key = (prov.serial, art, act, dest, purpose, tuple(parts))
     d = engine._artefact_memo.get(key)
     if d is None:
@@ -90,17 +90,17 @@ def _compute(
         ds = engine.policies.datasets.get(leaf.dataset)
         via = (*leaf.via, leaf.label)
         if ds is None:
-            reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} names an unknown dataset"))
+            reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {echo(leaf.label)} names an unknown dataset"))
             continue
         if not ds.has_terms:
             reasons.extend(explain.no_terms_decision(ds, via).reasons)
             continue
         subs = _leaf_subsets(engine, ds, leaf)
         if not subs:
-            reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {_echo(leaf.label)} matches no subset of {ds.id}"))
+            reasons.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, path=via, message=f"lineage input {echo(leaf.label)} matches no subset of {ds.id}"))
             continue
         covered = any(
-            _active(g, now) and g.purpose in ancestors
+            is_active(g, now) and g.purpose in ancestors
             for v in leaf.via for g in art_grants.get(v[len(ARTEFACT_PREFIX):], ())
         )
         for sub in subs:

@@ -9,16 +9,16 @@ from governance.policy.compile import CRule
 from governance.policy.decision import Note, Obligation, Reason
 from governance.types import Action, Destination
 
-_ACTIONS = {a.value: a for a in Action}
-_DESTS = {d.value: d for d in Destination}
-_BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
-_MAX_PATH = 4096
-_BAD_NAMES = frozenset({"", ".", ".."})
+ACTIONS = {a.value: a for a in Action}
+DESTINATIONS = {d.value: d for d in Destination}
+BAD_PATH = re.compile(r"[\x00-\x1f\x7f\\]")
+MAX_PATH = 4096
+BAD_NAMES = frozenset({"", ".", ".."})
 # A file whose origin the manifest does not record may come from any origin its subset lists.
 UNRECORDED = frozenset({"\0unrecorded"})
 
 
-def _echo(value: object) -> str:
+def echo(value: object) -> str:
     """Quote caller input in a message without letting it grow or break lines."""
     text = repr(str(value))
     return text if len(text) <= 80 else text[:77] + "...'"
@@ -28,13 +28,13 @@ def valid_path(path: str) -> str | None:
     """None when a dataset-relative path is well-formed, else what is wrong with it."""
     if not path:
         return "the path is empty"
-    if len(path) > _MAX_PATH:
+    if len(path) > MAX_PATH:
         return "the path is too long"
     if path[0] == "/":
         return "the path is absolute"
     if path[-1] == "/" or "//" in path:
         return "the path has an empty part"
-    if _BAD_PATH.search(path):
+    if BAD_PATH.search(path):
         return "the path contains a control character or backslash"
     if "." in path and "/." in "/" + path:
         for seg in path.split("/"):

@@ -16,11 +16,11 @@ from datetime import datetime
 
 from governance.identity.institutional import InstitutionalClassifier
 from governance.policy import artefacts, explain
-from governance.policy.common import _ACTIONS, _BAD_NAMES, _DESTS, UNRECORDED, TermsOutcome, _echo, valid_path
+from governance.policy.common import ACTIONS, BAD_NAMES, DESTINATIONS, UNRECORDED, TermsOutcome, echo, valid_path
 from governance.policy.compile import CDataset, CompiledPolicies, CRule, CSubset, CTerms
 from governance.policy.decision import Decision, Note, Obligation, Reason
 from governance.policy.facts import SubjectState, WaiverFact
-from governance.policy.subject import SubjectView, _active
+from governance.policy.subject import SubjectView, is_active
 from governance.provenance.lineage import ARTEFACT_PREFIX, EMPTY, Provenance
 from governance.types import Action, Destination, Layer, NoteCode, ReasonCode
 
@@ -74,7 +74,7 @@ class Engine:
             # already decided for this subject in this time interval.
             head, _, name = resource.rpartition("/")
             sub = self._dirs.get(head) or self._dir_subset(head)
-            if sub is not None and name not in _BAD_NAMES and name.isprintable() and "\\" not in name:
+            if sub is not None and name not in BAD_NAMES and name.isprintable() and "\\" not in name:
                 fkey: frozenset[str] | None = None
                 if sub.file_sources:
                     tags = (provenance or EMPTY).files.get((sub.dataset, resource[len(sub.dataset) + 1:]))
@@ -121,7 +121,7 @@ class Engine:
             for resource in resources:
                 head, _, name = resource.rpartition("/")
                 sub = dirs.get(head) or dir_subset(head)
-                if sub is None or name in _BAD_NAMES or not name.isprintable() or "\\" in name:
+                if sub is None or name in BAD_NAMES or not name.isprintable() or "\\" in name:
                     append(self._decide(subject, action, resource, purpose, destination, now, prov))
                     continue
                 fkey: frozenset[str] | None = None
@@ -195,23 +195,23 @@ class Engine:
         self, action: str, purpose: str, destination: str | None
     ) -> tuple[Action, Destination | None, list[Reason]]:
         bad: list[Reason] = []
-        act = _ACTIONS.get(action) if isinstance(action, str) else None
+        act = ACTIONS.get(action) if isinstance(action, str) else None
         dest: Destination | None = None
         if act is None:
-            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION, message=f"unknown action {_echo(action)}; known: {', '.join(_ACTIONS)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION, message=f"unknown action {echo(action)}; known: {', '.join(ACTIONS)}"))
             act = Action.DISCOVER
         elif act is Action.COPY_INTERNAL:
             act, dest = Action.EXPORT, Destination.INTERNAL
             if destination not in (None, Destination.INTERNAL.value):
                 bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION,
-                                  message=f"copy_internal goes to 'internal' only, not {_echo(destination)}; use export with a destination"))
+                                  message=f"copy_internal goes to 'internal' only, not {echo(destination)}; use export with a destination"))
         elif act is Action.EXPORT:
-            dest = _DESTS.get(destination) if isinstance(destination, str) else None
+            dest = DESTINATIONS.get(destination) if isinstance(destination, str) else None
             if dest is None:
-                what = "needs a destination" if destination is None else f"has unknown destination {_echo(destination)}"
-                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION, message=f"export {what}; known: {', '.join(_DESTS)}"))
+                what = "needs a destination" if destination is None else f"has unknown destination {echo(destination)}"
+                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_ACTION, message=f"export {what}; known: {', '.join(DESTINATIONS)}"))
         if not isinstance(purpose, str) or purpose not in self.policies.ancestors:
-            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_PURPOSE, message=f"unknown purpose {_echo(purpose)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_PURPOSE, message=f"unknown purpose {echo(purpose)}"))
         return act, dest, bad
 
     def _decide(
@@ -231,7 +231,7 @@ class Engine:
         if resource.startswith(ARTEFACT_PREFIX):
             art = resource[len(ARTEFACT_PREFIX):]
             if art not in prov:
-                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown artefact {_echo(art)}"))
+                bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown artefact {echo(art)}"))
             if bad:
                 return self._bad_request(bad)
             key: tuple[object, ...] = ("artefact", prov.serial, art, act, dest, purpose, slot)
@@ -244,13 +244,13 @@ class Engine:
         ds = self.policies.datasets.get(ds_id) if sep else None
         sub: CSubset | None = None
         if not sep:
-            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"resource {_echo(resource)} is not 'dataset:path' or 'artefact:id'"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"resource {echo(resource)} is not 'dataset:path' or 'artefact:id'"))
         elif ds is None:
-            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown dataset {_echo(ds_id)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"unknown dataset {echo(ds_id)}"))
         elif (problem := valid_path(path)) is not None:
             bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"malformed resource path: {problem}"))
         elif (sub := ds.find_subset(path)) is None:
-            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"no subset of {ds_id} contains {_echo(path)}"))
+            bad.append(Reason.model_construct(code=ReasonCode.UNKNOWN_RESOURCE, message=f"no subset of {ds_id} contains {echo(path)}"))
         if bad or ds is None or sub is None:
             return self._bad_request(bad)
         fkey: frozenset[str] | None = None
@@ -407,7 +407,7 @@ class Engine:
             return None, []
         ignored: list[WaiverFact] = []
         for w in subject.waivers:
-            if not _active(w, now) or w.dataset not in (rule.terms_id, ds_id):
+            if not is_active(w, now) or w.dataset not in (rule.terms_id, ds_id):
                 continue
             w_act, w_dest = (Action.EXPORT, Destination.INTERNAL) if w.action is Action.COPY_INTERNAL else (w.action, w.destination)
             if w_act is not act or (w_dest is not None and w_dest is not dest):
@@ -540,7 +540,7 @@ class Engine:
         now: datetime,
     ) -> tuple[Reason, ...]:
         scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-        return self._grant_reasons_for(explain.grant_status(scoped, ancestors, now, _active), sub, purpose)
+        return self._grant_reasons_for(explain.grant_status(scoped, ancestors, now, is_active), sub, purpose)
 
     def _grant_status(
         self, subject: SubjectView, ds: CDataset, sub: CSubset, purpose: str, ancestors: frozenset[str], now: datetime
@@ -550,7 +550,7 @@ class Engine:
         status = subject._grant_cache.get(key)
         if status is None:
             scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-            status = subject._grant_cache[key] = explain.grant_status(scoped, ancestors, now, _active)
+            status = subject._grant_cache[key] = explain.grant_status(scoped, ancestors, now, is_active)
         return status
 
     def _grant_reasons_for(self, status: tuple[object, ...], sub: CSubset, purpose: str) -> tuple[Reason, ...]:

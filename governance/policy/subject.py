@@ -51,7 +51,7 @@ class SubjectView:
         return self._classification
 
 
-def _active(g: GrantFact | WaiverFact, now: datetime) -> bool:
+def is_active(g: GrantFact | WaiverFact, now: datetime) -> bool:
     if g.revoked:
         return False
     if g.expires is not None and now >= g.expires:
