@@ -187,7 +187,9 @@ class Engine:
         if hit is not None:
             return hit[0], hit[1], list(hit[2])
         act, dest, bad = self._resolve_uncached(action, purpose, destination)
-        if not bad:  # only well-formed requests are remembered: their number is bounded
+        # Only well-formed requests naming a known destination (or none) are remembered, so the
+        # memo is bounded by actions x purposes x destinations whatever callers send.
+        if not bad and (destination is None or destination in DESTINATIONS):
             self._resolved[key] = (act, dest, ())
         return act, dest, bad
 

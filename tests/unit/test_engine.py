@@ -181,3 +181,13 @@ def test_discover_needs_no_grant_but_the_resource_must_exist(engine: Engine) -> 
     nobody = SubjectState(email="nobody@example.org")
     assert decide(engine, nobody, action="discover", resource="clonedperson:train/1.jpg").effect == "permit"
     assert decide(engine, nobody, action="discover", resource="clonedperson:nowhere/1.jpg").effect == "deny"
+
+
+def test_caller_supplied_strings_cannot_grow_the_engines_memos_without_bound(engine: Engine) -> None:
+    view = engine.subject(ALICE)
+    for i in range(3000):
+        engine.decide(view, action="read", resource=FILE, purpose="research/non-commercial", destination=f"junk{i}", now=NOW)
+        engine.decide(view, action="read", resource=f"huge100k:flux_batch1/d{i}/x.npy", purpose="research/non-commercial", now=NOW)
+    assert len(engine._resolved) < 100
+    assert len(view.cache) <= engine.cache_size
+    assert len(engine._dirs) <= engine.dir_cache_size
