@@ -214,16 +214,27 @@ def db_upgrade() -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Check every link of the chain and the latest signed checkpoint; exit 1 on any damage."""
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    public_key: Annotated[Optional[Path], typer.Option("--public-key", help="verification key (default: the .pub beside the signing key)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="checkpoint file (default: the data directory's)")] = None,
+) -> None:
+    """Check every link of the chain and the latest signed checkpoint; exit 1 on any damage.
+
+    Needs only the public verification key, so an auditor can run it with a copy of the
+    checkpoint and key that the operator cannot alter."""
     from governance.audit import store as audit_store
     from governance.storage.db import make_engine, require_current
 
     settings = _settings()
     engine = make_engine(settings.database_url)
     require_current(engine)
-    key = audit_store.load_key(settings.audit_key_path) if settings.checkpoint_path.exists() else None
-    result = audit_store.verify(engine, checkpoint_file=settings.checkpoint_path, key=key)
+    checkpoint_file = checkpoint or settings.checkpoint_path
+    if checkpoint is not None and not checkpoint.exists():
+        raise Exit(f"checkpoint file {checkpoint} does not exist")
+    key = (audit_store.load_public_key(public_key or audit_store.public_key_path(settings.audit_key_path))
+           if checkpoint_file.exists() else None)
+    result = audit_store.verify(engine, checkpoint_file=checkpoint_file, key=key)
     if as_json:
         print(json.dumps({"ok": result.ok, "events": result.events, "first_bad": result.first_bad, "problem": result.problem}))
     elif result.ok:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from governance.audit.chain import AuditEvent, Checkpoint, Verification, next_event, sign_checkpoint, verify_chain
@@ -88,11 +88,22 @@ def events(conn: Connection, *, chunk: int = 5000) -> Iterator[AuditEvent]:
         last = rows[-1].seq
 
 
-def load_key(path: Path) -> Ed25519PrivateKey:
-    """The existing checkpoint signing key (never creates one)."""
-    if not path.exists():
-        raise AuditKeyError(f"audit signing key {path} is missing, but a checkpoint refers to it")
-    return load_or_create_key(path)
+def public_key_path(key_path: Path) -> Path:
+    """Where the verification key beside a signing key lives (`….pub`, readable by anyone)."""
+    return key_path.with_suffix(".pub")
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """A checkpoint verification key (PEM). Auditors need only this, never the signing key."""
+    try:
+        loaded = serialization.load_pem_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise AuditKeyError(f"audit verification key {path} is missing") from None
+    except (ValueError, TypeError, OSError):
+        raise AuditKeyError(f"audit verification key {path} cannot be read as an Ed25519 PEM public key") from None
+    if not isinstance(loaded, Ed25519PublicKey):
+        raise AuditKeyError(f"audit verification key {path} is not an Ed25519 key")
+    return loaded
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
@@ -104,6 +115,7 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
+        _write_public(key, path)
         return key
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -114,7 +126,17 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         raise AuditKeyError(f"audit signing key {path} cannot be read as an Ed25519 PEM key") from None
     if not isinstance(loaded, Ed25519PrivateKey):
         raise AuditKeyError(f"audit signing key {path} is not an Ed25519 key")
+    _write_public(loaded, path, only_if_missing=True)
     return loaded
+
+
+def _write_public(key: Ed25519PrivateKey, key_path: Path, *, only_if_missing: bool = False) -> None:
+    pub = public_key_path(key_path)
+    if only_if_missing and pub.exists():
+        return
+    tmp = pub.with_suffix(".pub.tmp")
+    tmp.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    os.replace(tmp, pub)
 
 
 def checkpoint(engine: Engine, *, key: Ed25519PrivateKey, at: datetime, out: Path, log_id: str = "main") -> Checkpoint | None:
@@ -133,8 +155,14 @@ def checkpoint(engine: Engine, *, key: Ed25519PrivateKey, at: datetime, out: Pat
     return cp
 
 
-def verify(engine: Engine, *, checkpoint_file: Path | None = None, key: Ed25519PrivateKey | None = None) -> Verification:
+def verify(
+    engine: Engine,
+    *,
+    checkpoint_file: Path | None = None,
+    key: Ed25519PrivateKey | Ed25519PublicKey | None = None,
+) -> Verification:
     """Verify the whole chain, against the checkpoint file when there is one."""
     cp = Checkpoint.from_json(checkpoint_file.read_text()) if checkpoint_file is not None and checkpoint_file.exists() else None
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
     with engine.connect() as conn:
-        return verify_chain(events(conn), checkpoint=cp, public_key=key.public_key() if key is not None else None)
+        return verify_chain(events(conn), checkpoint=cp, public_key=public)

@@ -177,3 +177,38 @@ def test_cli_verify_passes_then_names_a_hand_edited_row(tmp_path: Path) -> None:
         conn.execute(text("UPDATE audit_events SET target = 'request:forged' WHERE seq = 7"))
     bad = govern("audit", "verify")
     assert bad.returncode == 1 and "event 7" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_auditor_verifies_with_the_public_key_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "GOVERNANCE_DATA_DIR": str(data)}
+    env.pop("GOVERNANCE_DATABASE_URL", None)
+
+    def govern(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "governance.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert govern("db", "upgrade").returncode == 0
+    fill(make_engine(f"sqlite:///{data / 'governance.db'}"), 5)
+    assert govern("audit", "checkpoint").returncode == 0
+    auditor_copy = tmp_path / "auditor"
+    auditor_copy.mkdir()
+    (auditor_copy / "key.pub").write_bytes((data / "audit-signing.pub").read_bytes())
+    (auditor_copy / "checkpoint.json").write_bytes((data / "audit-checkpoint.json").read_bytes())
+    (data / "audit-signing.key").unlink()  # the auditor never sees the signing key
+    ok = govern("audit", "verify", "--public-key", str(auditor_copy / "key.pub"), "--checkpoint", str(auditor_copy / "checkpoint.json"))
+    assert ok.returncode == 0, ok.stderr
+    store.load_or_create_key(tmp_path / "other" / "k.key")
+    foreign = store.public_key_path(tmp_path / "other" / "k.key")
+    bad = govern("audit", "verify", "--public-key", str(foreign), "--checkpoint", str(auditor_copy / "checkpoint.json"))
+    assert bad.returncode == 1 and "signature" in bad.stderr
+    missing = govern("audit", "verify", "--checkpoint", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error:")
+
+
+def test_a_missing_public_key_is_rewritten_from_the_signing_key(tmp_path: Path) -> None:
+    key_path = tmp_path / "audit-signing.key"
+    key = store.load_or_create_key(key_path)
+    store.public_key_path(key_path).unlink()
+    store.load_or_create_key(key_path)
+    assert store.load_public_key(store.public_key_path(key_path)).public_bytes_raw() == key.public_key().public_bytes_raw()
