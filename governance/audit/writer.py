@@ -16,9 +16,11 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert
 
 from governance.audit import store
@@ -45,11 +47,30 @@ class _Pending:
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """Sign a checkpoint whenever the chain crosses a multiple of `every` events."""
+
+    key: Ed25519PrivateKey
+    out: Path
+    every: int = 1000
+    log_id: str = "main"
+
+
 class GroupCommitWriter:
     """A thread that appends submitted events in batches. Use as a context manager or `close()`."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 1000, max_wait: float = 0.002) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 1000,
+        max_wait: float = 0.002,
+        checkpoints: CheckpointPolicy | None = None,
+    ) -> None:
         self._engine = engine
+        self._checkpoints = checkpoints
+        self.checkpoint_failures = 0
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
@@ -132,3 +153,13 @@ class GroupCommitWriter:
             return
         for p, ev in zip(batch, events, strict=True):
             p.future.set_result(ev)
+        self._checkpoint_if_due(events[0].seq, events[-1].seq)
+
+    def _checkpoint_if_due(self, first: int, last: int) -> None:
+        policy = self._checkpoints
+        if policy is None or (first - 1) // policy.every == last // policy.every:
+            return
+        try:
+            store.checkpoint(self._engine, key=policy.key, at=datetime.now(UTC), out=policy.out, log_id=policy.log_id)
+        except Exception:  # noqa: BLE001 - the events are committed; the next crossing retries
+            self.checkpoint_failures += 1

@@ -67,3 +67,18 @@ def test_close_commits_what_was_submitted_and_refuses_more(db: Engine) -> None:
     with pytest.raises(AuditWriterClosedError):
         writer.submit(at=T0, actor="a", action="check", target="t", outcome="deny")
     assert store.verify(db).events == 20
+
+
+def test_checkpoints_are_signed_every_n_events(db: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from governance.audit.chain import Checkpoint
+    from governance.audit.writer import CheckpointPolicy
+
+    key = store.load_or_create_key(tmp_path / "k.key")
+    out = tmp_path / "checkpoint.json"
+    with GroupCommitWriter(db, max_batch=7, checkpoints=CheckpointPolicy(key=key, out=out, every=25)) as writer:
+        for f in [writer.submit(at=T0, actor="a", action="check", target=f"t{i}", outcome="deny") for i in range(60)]:
+            f.result(timeout=30)
+        assert writer.checkpoint_failures == 0
+    cp = Checkpoint.from_json(out.read_text())
+    assert 50 <= cp.seq <= 60
+    assert store.verify(db, checkpoint_file=out, key=key).ok
