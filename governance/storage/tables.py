@@ -32,3 +32,37 @@ class AuditCheckpointRow(SQLModel, table=True):
     head: str = Field(max_length=64)
     at: str = Field(max_length=40)
     signature: str = Field(max_length=128)
+
+
+class OrganisationRow(SQLModel, table=True):
+    __tablename__ = "organisations"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=256)
+
+
+class SiteRow(SQLModel, table=True):
+    __tablename__ = "sites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_id: str = Field(foreign_key="organisations.id", max_length=64)
+    name: str = Field(max_length=128)
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(primary_key=True, max_length=36)
+    email: str = Field(max_length=320, unique=True)
+    email_verified_at: str | None = Field(default=None, max_length=40)
+    organisation_id: str | None = Field(default=None, foreign_key="organisations.id", max_length=64)
+    site_id: int | None = Field(default=None, foreign_key="sites.id")
+    created_at: str = Field(max_length=40)
+    disabled: bool = False
+
+
+class RedeemedTokenRow(SQLModel, table=True):
+    __tablename__ = "redeemed_tokens"
+
+    nonce_digest: str = Field(primary_key=True, max_length=64)
+    redeemed_at: str = Field(max_length=40)

@@ -212,3 +212,11 @@ def test_a_missing_public_key_is_rewritten_from_the_signing_key(tmp_path: Path) 
     store.public_key_path(key_path).unlink()
     store.load_or_create_key(key_path)
     assert store.load_public_key(store.public_key_path(key_path)).public_bytes_raw() == key.public_key().public_bytes_raw()
+
+
+def test_every_table_model_matches_what_the_migrations_create(db: Engine) -> None:
+    from sqlmodel import SQLModel
+
+    inspector = inspect(db)
+    for name, table in SQLModel.metadata.tables.items():
+        assert {c["name"] for c in inspector.get_columns(name)} == {c.name for c in table.columns}, name
