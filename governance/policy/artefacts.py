@@ -50,8 +50,8 @@ def artefact_decision(
         if ds is None or not ds.has_terms:
             continue
         for sub in _leaf_subsets(engine, ds, leaf):
-            scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-            parts.append((engine._requirement_reasons(subject, ds, sub), explain.grant_status(scoped, ancestors, now, is_active)))
+            parts.append((engine._requirement_reasons(subject, ds, sub),
+                          engine._grant_status(subject, ds, sub, purpose, ancestors, now)))
     key = (prov.serial, art, act, dest, purpose, tuple(parts))
     d = engine._artefact_memo.get(key)
     if d is None:

@@ -118,6 +118,8 @@ class Engine:
             local: dict[object, Decision] = {}
             out: list[Decision] = []
             append = out.append
+            # The per-file steps below repeat decide()'s fast path on purpose: a helper call per
+            # file would cost more than the rest of the loop on this path.
             for resource in resources:
                 head, _, name = resource.rpartition("/")
                 sub = dirs.get(head) or dir_subset(head)
@@ -272,7 +274,7 @@ class Engine:
         subject.cache[key] = d
 
     def _bad_request(self, reasons: list[Reason]) -> Decision:
-        return Decision.model_construct(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for_input(reasons))
+        return Decision.model_construct(effect="deny", reasons=tuple(reasons), remedies=explain.remedies_for(reasons, ""))
 
     def _internal_error(self, exc: Exception) -> Decision:
         # SECURITY: no exception text reaches the caller; the type is enough for an operator.
@@ -541,8 +543,7 @@ class Engine:
         ancestors: frozenset[str],
         now: datetime,
     ) -> tuple[Reason, ...]:
-        scoped = [g for s, g in subject.grants_by_dataset.get(ds.id, ()) if s is None or s == sub.id]
-        return self._grant_reasons_for(explain.grant_status(scoped, ancestors, now, is_active), sub, purpose)
+        return self._grant_reasons_for(self._grant_status(subject, ds, sub, purpose, ancestors, now), sub, purpose)
 
     def _grant_status(
         self, subject: SubjectView, ds: CDataset, sub: CSubset, purpose: str, ancestors: frozenset[str], now: datetime

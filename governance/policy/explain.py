@@ -182,8 +182,6 @@ def remedies_for(reasons: Iterable[Reason], purpose: str) -> tuple[Remedy, ...]:
     return tuple(out)
 
 
-def remedies_for_input(reasons: Iterable[Reason]) -> tuple[Remedy, ...]:
-    return remedies_for(reasons, "")
 
 
 # ------------------------------------------------------------------ rendering for people
