@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -20,6 +21,10 @@ from governance.policy.evaluate import Engine
 from governance.policy.explain import render
 from governance.policy.loader import bundled_policies_dir
 from governance.policy.scenarios import load_scenarios, run_scenario, summary_line
+
+if TYPE_CHECKING:  # storage and workflow modules load only for the commands that use them
+    from governance.identity.roles import Actor, Role
+    from governance.workspace import Workspace
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Licence- and provenance-aware data governance.")
@@ -34,6 +39,7 @@ app.add_typer(audit_app, name="audit")
 @dataclass
 class Ctx:
     policies_dir: Path
+    acting_as: str | None = None
 
 
 class Exit(Exception):
@@ -49,8 +55,10 @@ def _root(
     ctx: typer.Context,
     policies: Annotated[Optional[Path], typer.Option("--policies", envvar="GOVERNANCE_POLICIES_DIR",
                                                      help="policy directory (default: the bundled policies/)")] = None,
+    acting_as: Annotated[Optional[str], typer.Option("--as", envvar="GOVERNANCE_ACTOR",
+                                                     help="act as this user, with their roles (default: the local operator)")] = None,
 ) -> None:
-    ctx.obj = Ctx(policies_dir=policies or bundled_policies_dir())
+    ctx.obj = Ctx(policies_dir=policies or bundled_policies_dir(), acting_as=acting_as)
 
 
 def _compiled(ctx: typer.Context, override: Path | None = None) -> CompiledPolicies:
@@ -150,11 +158,64 @@ def _engine(ctx: typer.Context) -> Engine:
 @app.command("check")
 def check(
     ctx: typer.Context,
-    scenarios: Annotated[Path, typer.Option("--scenarios", help="scenario file (shared/acceptance format)")],
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per scenario per line")] = False,
-    now: Annotated[Optional[str], typer.Option("--now", help="clock for scenarios without 'now'")] = None,
+    scenarios: Annotated[Optional[Path], typer.Option("--scenarios", help="scenario file (shared/acceptance format)")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="decide for this user, from stored state")] = None,
+    resources: Annotated[Optional[list[str]], typer.Option("--resource", help="dataset:path or artefact:id (repeatable)")] = None,
+    resources_file: Annotated[Optional[Path], typer.Option("--resources-file", help="one resource per line ('-': stdin)")] = None,
+    action: Annotated[Optional[str], typer.Option("--action")] = None,
+    purpose: Annotated[Optional[str], typer.Option("--purpose")] = None,
+    destination: Annotated[Optional[str], typer.Option("--destination", help="for exports")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+    now: Annotated[Optional[str], typer.Option("--now", help="decide as of this time (default: now)")] = None,
 ) -> None:
-    """Run decision scenarios; exit 0 only if every expectation holds."""
+    """Decide from stored state (--user …) or run decision scenarios (--scenarios FILE).
+
+    Exit 0 when everything is permitted (or every scenario holds), 1 otherwise."""
+    if scenarios is not None:
+        if user is not None or resources or resources_file is not None:
+            raise Exit("give either --scenarios or --user with --resource, not both")
+        _check_scenarios(ctx, scenarios, as_json, now)
+        return
+    if user is None:
+        raise Exit("give --user EMAIL with --resource, --action and --purpose (or --scenarios FILE)")
+    wanted = list(resources or [])
+    if resources_file is not None:
+        text = sys.stdin.read() if str(resources_file) == "-" else _read_text(resources_file)
+        wanted += [line.strip() for line in text.splitlines() if line.strip()]
+    if not wanted:
+        raise Exit("name at least one --resource (or --resources-file)")
+    if action is None or purpose is None:
+        raise Exit("--action and --purpose are required")
+    from governance.approvals import state
+
+    ws = _workspace(ctx)
+    result = state.check(ws, email=user, resources=wanted, action=action, purpose=purpose, destination=destination,
+                         now=_now(now), actor=_actor(ctx, ws).label if ctx.obj.acting_as else None)
+    if as_json:
+        print(json.dumps({"user": result.user, "action": action, "purpose": purpose, "destination": destination,
+                          "permitted": len(wanted) - result.denied, "denied": result.denied,
+                          "results": [{"resource": r, "decision": d.model_dump(mode="json", exclude_defaults=True)}
+                                      for r, d in zip(wanted, result.decisions, strict=True)]}))
+    else:
+        req = {"action": action, "purpose": purpose, "destination": destination}
+        if len(wanted) == 1:
+            print(f"{wanted[0]}: {render(result.decisions[0], req | {'resource': wanted[0]})}")
+        else:
+            for r, d in zip(wanted, result.decisions, strict=True):
+                print(f"{d.effect:6} {r}" + (f"  ({', '.join(d.codes)})" if d.codes else ""))
+            print(f"{len(wanted) - result.denied} permitted, {result.denied} denied", file=sys.stderr)
+    if result.denied:
+        raise typer.Exit(1)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise Exit(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_scenarios(ctx: typer.Context, scenarios: Path, as_json: bool, now: str | None) -> None:
     engine = _engine(ctx)
     loaded = load_scenarios(scenarios, engine.policies)
     clock = _now(now)
@@ -264,6 +325,542 @@ def audit_checkpoint() -> None:
         print(f"signed checkpoint: event {cp.seq}, head {cp.head[:16]}…, written to {settings.checkpoint_path}")
 
 
+# ------------------------------------------------------------------ workflow (users, roles, requests, grants …)
+
+user_app = typer.Typer(no_args_is_help=True, help="Users and e-mail verification.")
+app.add_typer(user_app, name="user")
+role_app = typer.Typer(no_args_is_help=True, help="Roles: approver (per dataset), auditor, admin.")
+app.add_typer(role_app, name="role")
+domain_app = typer.Typer(no_args_is_help=True, help="The deployment's allow and deny lists for institutional e-mail.")
+app.add_typer(domain_app, name="domain")
+agreement_app = typer.Typer(no_args_is_help=True, help="Agreement acceptance.")
+app.add_typer(agreement_app, name="agreement")
+form_app = typer.Typer(no_args_is_help=True, help="Signed agreement forms.")
+app.add_typer(form_app, name="form")
+request_app = typer.Typer(no_args_is_help=True, help="Access requests: create, list, approve, deny, withdraw.")
+app.add_typer(request_app, name="request")
+grant_app = typer.Typer(no_args_is_help=True, help="Grants: list and revoke.")
+app.add_typer(grant_app, name="grant")
+waiver_app = typer.Typer(no_args_is_help=True, help="Licensors' written permissions lifting waivable rules.")
+app.add_typer(waiver_app, name="waiver")
+artefact_app = typer.Typer(no_args_is_help=True, help="Registered derivatives and their lineage.")
+app.add_typer(artefact_app, name="artefact")
+origins_app = typer.Typer(no_args_is_help=True, help="Which upstream sources individual files draw from.")
+app.add_typer(origins_app, name="origins")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
+
+
+def _workspace(ctx: typer.Context) -> Workspace:
+    from governance.storage.db import require_current
+    from governance.workspace import Workspace
+
+    ws = Workspace(_settings(), policies=ctx.obj.policies_dir, env=os.environ)
+    require_current(ws.db)
+    return ws
+
+
+def _actor(ctx: typer.Context, ws: Workspace) -> Actor:
+    from governance.identity.roles import load_actor, operator
+
+    if ctx.obj.acting_as:
+        return load_actor(ws, ctx.obj.acting_as)
+    return operator(getpass.getuser())
+
+
+def _emit(as_json: bool, payload: Any, text: str) -> None:
+    print(json.dumps(payload) if as_json else text)
+
+
+def _records(records: list[Any]) -> list[dict[str, Any]]:
+    return [r.as_dict() for r in records]
+
+
+def _read_document(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > 10 * 1024 * 1024:
+            raise Exit(f"{path} is larger than 10 MiB")
+        return path.read_bytes()
+    except OSError as exc:
+        raise Exit(f"cannot read {path}: {exc.strerror}") from None
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    email: str,
+    organisation: Annotated[Optional[str], typer.Option("--org", help="organisation id, e.g. hkust")] = None,
+    site: Annotated[Optional[str], typer.Option("--site", help="site within the organisation")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a user (unverified until they follow the link `govern user verify` sends)."""
+    from governance.identity import service as identity
+    from governance.identity.roles import Role
+
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    actor.require(Role.ADMIN)
+    user = identity.register_user(engine=ws, now=datetime.now(UTC), email=email, organisation=organisation, site=site,
+                                  actor=actor.label)
+    _emit(as_json, vars(user), f"registered {user.email} (id {user.id}); send a verification link with `govern user verify {user.email}`")
+
+
+@user_app.command("verify")
+def user_verify(
+    ctx: typer.Context,
+    email: str,
+    link: Annotated[str, typer.Option("--link", envvar="GOVERNANCE_VERIFY_URL", help="base URL of the verification page")]
+    = "http://127.0.0.1:8000/v1/verify-email",
+) -> None:
+    """Send a single-use verification link (SMTP if configured, else the outbox directory)."""
+    from governance.identity import service as identity
+    from governance.identity.mail import OutboxMailer
+    from governance.identity.roles import Role
+
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    user = identity.get_user(engine=ws.db, email=email)
+    if actor.user_id != user.id:
+        actor.require(Role.ADMIN)
+    identity.send_verification(engine=ws, mailer=ws.mailer, secret=ws.token_secret, now=datetime.now(UTC),
+                               user_id=user.id, link=link, actor=actor.label)
+    where = f"written to the outbox {ws.mailer.directory}" if isinstance(ws.mailer, OutboxMailer) else "sent by SMTP"
+    print(f"verification link for {user.email} {where}; confirm with `govern user confirm-email --message FILE`")
+
+
+@user_app.command("confirm-email")
+def user_confirm_email(
+    ctx: typer.Context,
+    message: Annotated[Optional[Path], typer.Option("--message", help="the verification mail (.eml) holding the link")] = None,
+    token_file: Annotated[Optional[Path], typer.Option("--token-file", help="a file holding the token ('-': stdin)")] = None,
+) -> None:
+    """Redeem a verification link, as following it in a browser does. The token is read from a
+    file, never from the command line (where other users could see it)."""
+    from governance.identity import service as identity
+
+    if (message is None) == (token_file is None):
+        raise Exit("give exactly one of --message FILE.eml and --token-file FILE")
+    if message is not None:
+        token = _token_from_mail(message)
+    else:
+        assert token_file is not None
+        token = (sys.stdin.read() if str(token_file) == "-" else _read_text(token_file)).strip()
+    ws = _workspace(ctx)
+    user = identity.verify_email(engine=ws, secret=ws.token_secret, now=datetime.now(UTC), token=token)
+    print(f"{user.email} is verified")
+
+
+def _token_from_mail(path: Path) -> str:
+    import email as email_lib
+    import email.policy
+    import re
+
+    try:
+        parsed = email_lib.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    except OSError as exc:
+        raise Exit(f"cannot read {path}: {exc.strerror}") from None
+    body = parsed.get_body(preferencelist=("plain",)) if parsed.is_multipart() else parsed
+    content = body.get_content() if body is not None else ""
+    found = re.search(r"[?&]token=([A-Za-z0-9_.\-]+)", content)
+    if found is None:
+        raise Exit(f"{path} holds no verification link")
+    return found.group(1)
+
+
+@user_app.command("change-email")
+def user_change_email(ctx: typer.Context, email: str, new_email: str) -> None:
+    """Give a user a new address; it must be verified again before it counts."""
+    from governance.identity import service as identity
+    from governance.identity.roles import Role
+
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    user = identity.get_user(engine=ws.db, email=email)
+    if actor.user_id != user.id:
+        actor.require(Role.ADMIN)
+    changed = identity.change_email(engine=ws, now=datetime.now(UTC), user_id=user.id, email=new_email, actor=actor.label)
+    print(f"{user.email} is now {changed.email} (unverified until its link is followed)")
+
+
+@user_app.command("show")
+def user_show(ctx: typer.Context, email: str, as_json: JsonOpt = False) -> None:
+    """A user's stored state: verification, roles, agreements, forms, grants, waivers, terminations."""
+    from governance.approvals.state import subject_state
+    from governance.approvals.workflow import user_row
+    from governance.identity.roles import ROLES, Role
+
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    with ws.connect() as conn:
+        row = user_row(conn, email)
+        if actor.user_id != row.id:
+            actor.require(Role.AUDITOR)
+        state = subject_state(conn, ws.policies, row)
+        roles = sorted(f"{r.role}" + (f":{r.dataset}" if r.dataset != "*" else "")
+                       for r in conn.execute(ROLES.select().where(ROLES.c.user_id == row.id)).all())
+    payload = state.model_dump(mode="json") | {"roles": roles, "disabled": bool(row.disabled)}
+    if as_json:
+        print(json.dumps(payload))
+        return
+    print(f"{state.email}  ({'verified' if state.email_verified else 'UNVERIFIED'}; organisation {state.organisation or '-'}, "
+          f"site {state.site or '-'}; roles: {', '.join(roles) or 'researcher'})")
+    for ds_id, sha in sorted(state.accepted.items()):
+        current = ws.policies.datasets[ds_id].sha256 if ds_id in ws.policies.datasets else None
+        print(f"  accepted {ds_id} agreement sha256 {sha[:12]}…" + ("" if sha == current else "  (OUTDATED)"))
+    for ds_id in state.signed:
+        print(f"  signed form on file for {ds_id}")
+    for g in state.grants:
+        print(f"  grant {g.id}: {g.scope} for {g.purpose}, until {g.expires or 'revoked'}" + ("  (REVOKED)" if g.revoked else ""))
+    for ds_id in state.terminated:
+        print(f"  TERMINATED by the licensor of {ds_id}")
+
+
+@role_app.command("grant")
+def role_grant(ctx: typer.Context, email: str, role: str,
+               dataset: Annotated[Optional[str], typer.Option("--dataset", help="for approvers: the dataset stewarded ('*': all)")] = None
+               ) -> None:
+    """Give a user a role (admins only)."""
+    from governance.identity import roles
+
+    ws = _workspace(ctx)
+    roles.grant_role(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), email=email, role=_role(role), dataset=dataset,
+                     datasets=ws.policies.datasets)
+    print(f"{email} is now {role}" + (f" for {dataset}" if dataset else ""))
+
+
+@role_app.command("revoke")
+def role_revoke(ctx: typer.Context, email: str, role: str,
+                dataset: Annotated[Optional[str], typer.Option("--dataset")] = None) -> None:
+    """Take a role away (admins only)."""
+    from governance.identity import roles
+
+    ws = _workspace(ctx)
+    roles.revoke_role(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), email=email, role=_role(role), dataset=dataset,
+                      datasets=ws.policies.datasets)
+    print(f"{email} is no longer {role}" + (f" for {dataset}" if dataset else ""))
+
+
+def _role(value: str) -> Role:
+    from governance.identity.roles import Role
+
+    try:
+        return Role(value)
+    except ValueError:
+        raise Exit(f"unknown role {value!r}; roles are {', '.join(r.value for r in Role)}") from None
+
+
+@domain_app.command("allow")
+def domain_allow(ctx: typer.Context, domain: str) -> None:
+    """Count addresses at DOMAIN (and its subdomains) as institutional."""
+    _set_domain(ctx, domain, "allow")
+
+
+@domain_app.command("deny")
+def domain_deny(ctx: typer.Context, domain: str) -> None:
+    """Never count addresses at DOMAIN as institutional."""
+    _set_domain(ctx, domain, "deny")
+
+
+@domain_app.command("remove")
+def domain_remove(ctx: typer.Context, domain: str) -> None:
+    """Take DOMAIN off the allow or deny list."""
+    _set_domain(ctx, domain, None)
+
+
+def _set_domain(ctx: typer.Context, domain: str, listed: str | None) -> None:
+    from governance.identity import roles
+
+    ws = _workspace(ctx)
+    entry = roles.set_domain(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), domain=domain, listed=listed)
+    print(f"{entry} is " + (f"on the {listed} list" if listed else "on neither list"))
+
+
+@domain_app.command("list")
+def domain_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    from governance.identity import roles
+
+    ws = _workspace(ctx)
+    with ws.connect() as conn:
+        allow, deny = roles.domain_lists(conn)
+    _emit(as_json, {"allow": sorted(allow), "deny": sorted(deny)},
+          "\n".join([f"allow {d}" for d in sorted(allow)] + [f"deny  {d}" for d in sorted(deny)]) or "both lists are empty")
+
+
+@agreement_app.command("accept")
+def agreement_accept(
+    ctx: typer.Context,
+    dataset: str,
+    user: Annotated[str, typer.Option("--user", help="the user accepting")],
+    version: Annotated[str, typer.Option("--version", help="the version (or sha256) the user read; `govern policy show` lists it")],
+    client: Annotated[str, typer.Option("--client", help="how it was accepted")] = "govern-cli",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a user's acceptance of a dataset's current agreement."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    out = workflow.accept_agreement(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), email=user, dataset_id=dataset,
+                                    version=version, client=client)
+    _emit(as_json, out, f"{user} accepted {dataset} version {out['version']} (sha256 {out['sha256'][:12]}…)")
+
+
+@form_app.command("upload")
+def form_upload(
+    ctx: typer.Context,
+    dataset: str,
+    file: Path,
+    user: Annotated[str, typer.Option("--user", help="whose form it is")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a signed agreement form (PDF, PNG or JPEG; checked by content; at most 10 MiB)."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.upload_form(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), email=user, dataset_id=dataset,
+                               data=_read_document(file))
+    _emit(as_json, rec.as_dict(), f"form {rec.id} stored for {rec.user} ({dataset}; sha256 {rec.document[:12]}…)")
+
+
+@form_app.command("confirm")
+def form_confirm(ctx: typer.Context, form_id: int, as_json: JsonOpt = False) -> None:
+    """Confirm that a form bears the user's hand signature (approvers of its dataset)."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.confirm_signature(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), form_id=form_id)
+    _emit(as_json, rec.as_dict(), f"form {rec.id} of {rec.user}: hand signature confirmed")
+
+
+@form_app.command("list")
+def form_list(ctx: typer.Context, dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+              pending: Annotated[bool, typer.Option("--pending", help="only unconfirmed forms")] = False,
+              as_json: JsonOpt = False) -> None:
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    recs = workflow.list_forms(ws, actor=_actor(ctx, ws), dataset_id=dataset, pending=pending)
+    _emit(as_json, _records(recs), "\n".join(
+        f"{r.id:>5}  {r.dataset:12} {r.user:32} {r.uploaded_at[:19]}  "
+        + (f"confirmed by {r.confirmed_by}" if r.confirmed_by else "signature not confirmed") for r in recs) or "no forms")
+
+
+@request_app.command("create")
+def request_create(
+    ctx: typer.Context,
+    dataset: str,
+    user: Annotated[str, typer.Option("--user", help="who asks")],
+    purpose: Annotated[str, typer.Option("--purpose", help="e.g. research/non-commercial/academic")],
+    project: Annotated[str, typer.Option("--project", help="what the data is for")],
+    subsets: Annotated[Optional[list[str]], typer.Option("--subset", help="repeatable; default: every subset")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask for access (approved at once where the policy approves automatically)."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.request_access(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), email=user, dataset_id=dataset,
+                                  subsets=subsets or [], purpose=purpose, project=project)
+    _emit(as_json, rec.as_dict(), f"request {rec.id}: {rec.user} asks for {dataset}/{','.join(rec.subsets)} "
+                                  f"for {rec.purpose}: {rec.state}")
+
+
+def _request_lines(recs: list[Any]) -> str:
+    return "\n".join(f"{r.id:>5}  {r.state:9} {r.created_at[:19]}  {r.dataset}/{','.join(r.subsets)}  {r.user}  {r.purpose}"
+                     for r in recs) or "no requests"
+
+
+@request_app.command("list")
+def request_list(
+    ctx: typer.Context,
+    state: Annotated[Optional[str], typer.Option("--state", help="pending, approved, denied or withdrawn")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+    user: Annotated[Optional[str], typer.Option("--user")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Requests you may see, oldest first."""
+    from governance.approvals import workflow
+
+    if state is not None and state not in ("pending", "approved", "denied", "withdrawn"):
+        raise Exit(f"unknown state {state!r}; states are pending, approved, denied, withdrawn")
+    ws = _workspace(ctx)
+    recs = workflow.list_requests(ws, actor=_actor(ctx, ws), state=state, dataset_id=dataset, email=user)
+    _emit(as_json, _records(recs), _request_lines(recs))
+
+
+@request_app.command("approve")
+def request_approve(
+    ctx: typer.Context,
+    request_id: int,
+    days: Annotated[Optional[int], typer.Option("--days", min=1, help="shorter than the policy's default validity")] = None,
+    note: Annotated[Optional[str], typer.Option("--note")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a pending request: one grant per subset."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    grants = workflow.approve(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), request_id=request_id, days=days, note=note)
+    _emit(as_json, _records(grants), "\n".join(
+        f"grant {g.id}: {g.user} may use {g.scope} for {g.purpose} until {g.expires or 'revoked'}" for g in grants))
+
+
+@request_app.command("deny")
+def request_deny(ctx: typer.Context, request_id: int,
+                 reason: Annotated[str, typer.Option("--reason", help="shown to the requester")], as_json: JsonOpt = False) -> None:
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.deny(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), request_id=request_id, reason=reason)
+    _emit(as_json, rec.as_dict(), f"request {rec.id} denied: {rec.reason}")
+
+
+@request_app.command("withdraw")
+def request_withdraw(ctx: typer.Context, request_id: int, as_json: JsonOpt = False) -> None:
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.withdraw(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), request_id=request_id)
+    _emit(as_json, rec.as_dict(), f"request {rec.id} withdrawn")
+
+
+@grant_app.command("list")
+def grant_list(
+    ctx: typer.Context,
+    user: Annotated[Optional[str], typer.Option("--user")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset")] = None,
+    active: Annotated[bool, typer.Option("--active", help="only grants in force now")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    recs = workflow.list_grants(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), email=user, dataset_id=dataset, active=active)
+    _emit(as_json, _records(recs), "\n".join(
+        f"{g.id:>5}  {g.status:8} {g.scope:28} {g.user:32} {g.purpose}  until {g.expires[:10] if g.expires else '-'}"
+        for g in recs) or "no grants")
+
+
+@grant_app.command("revoke")
+def grant_revoke(ctx: typer.Context, grant_id: int, reason: Annotated[str, typer.Option("--reason")],
+                 as_json: JsonOpt = False) -> None:
+    """Revoke a grant; the next check is refused."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    g = workflow.revoke(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), grant_id=grant_id, reason=reason)
+    _emit(as_json, g.as_dict(), f"grant {g.id} ({g.user}, {g.scope}) revoked")
+
+
+app.command("revoke", help="Same as `govern grant revoke`.")(grant_revoke)
+
+
+@app.command("terminate")
+def terminate(
+    ctx: typer.Context,
+    dataset: str,
+    reason: Annotated[str, typer.Option("--reason", help="the licensor's notice")],
+    user: Annotated[Optional[str], typer.Option("--user")] = None,
+    organisation: Annotated[Optional[str], typer.Option("--org")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the licensor's termination for a user or an organisation: every grant of the
+    dataset they hold is revoked, and later grants do not count."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.terminate(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), dataset_id=dataset, reason=reason,
+                             email=user, organisation=organisation)
+    _emit(as_json, rec.as_dict(), f"{rec.holder}: access to {dataset} terminated; {rec.grants_revoked} grant(s) revoked")
+
+
+@waiver_app.command("record")
+def waiver_record(
+    ctx: typer.Context,
+    terms: Annotated[str, typer.Argument(help="the dataset or source whose rule is lifted")],
+    action: Annotated[str, typer.Option("--action")],
+    document: Annotated[Path, typer.Option("--document", help="the licensor's written permission (PDF, PNG, JPEG)")],
+    user: Annotated[Optional[str], typer.Option("--user")] = None,
+    organisation: Annotated[Optional[str], typer.Option("--org")] = None,
+    rule: Annotated[Optional[str], typer.Option("--rule")] = None,
+    destination: Annotated[Optional[str], typer.Option("--destination")] = None,
+    purpose: Annotated[Optional[str], typer.Option("--purpose")] = None,
+    subset: Annotated[Optional[str], typer.Option("--subset")] = None,
+    expires: Annotated[Optional[str], typer.Option("--expires", help="ISO 8601 time with zone")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a waiver with its document."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.record_waiver(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), terms=terms, action=action,
+                                 document=_read_document(document), email=user, organisation=organisation, rule=rule,
+                                 destination=destination, purpose=purpose, subset=subset,
+                                 expires=_now(expires) if expires else None)
+    _emit(as_json, rec.as_dict(), f"waiver {rec.id}: {rec.owner} lifts {terms}" + (f"#{rule}" if rule else "")
+          + f" for {rec.holder} ({action}" + (f" to {destination}" if destination else "") + ")")
+
+
+@waiver_app.command("revoke")
+def waiver_revoke(ctx: typer.Context, waiver_id: int) -> None:
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    workflow.revoke_waiver(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), waiver_id=waiver_id)
+    print(f"waiver {waiver_id} revoked")
+
+
+@artefact_app.command("register")
+def artefact_register(
+    ctx: typer.Context,
+    ident: Annotated[str, typer.Argument(help="artefact id, e.g. nerf-ckpt-7")],
+    inputs: Annotated[list[str], typer.Option("--input", help="dataset/subset, dataset:glob or artefact:id (repeatable)")],
+    description: Annotated[str, typer.Option("--description")],
+    owner: Annotated[Optional[str], typer.Option("--owner", help="owner's address (default: the acting user)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a derivative with its lineage; cycles and unknown inputs are refused."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.register_artefact(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), ident=ident, inputs=inputs,
+                                     description=description, owner=owner)
+    _emit(as_json, rec.as_dict(), f"artefact:{rec.id} registered for {rec.owner}, from {', '.join(rec.inputs)}")
+
+
+@artefact_app.command("show")
+def artefact_show(ctx: typer.Context, ident: str, as_json: JsonOpt = False) -> None:
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    rec = workflow.lineage(ws, ident)
+    _emit(as_json, rec.as_dict(), f"artefact:{rec.id} ({rec.owner}): {rec.description}\n"
+          + "\n".join(f"  <- {i}" for i in rec.inputs))
+
+
+@origins_app.command("tag")
+def origins_tag(
+    ctx: typer.Context,
+    dataset: str,
+    mapping: Annotated[Path, typer.Argument(help="CSV: path,source[;source…] per line")],
+) -> None:
+    """Record which files of a dataset draw from which upstream sources."""
+    import csv
+
+    from governance.approvals import workflow
+
+    tags: dict[str, list[str]] = {}
+    with mapping.open(newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), start=1):
+            if not row or row[0].startswith("#"):
+                continue
+            if len(row) != 2:
+                raise Exit(f"{mapping}:{lineno}: expected 'path,source[;source…]'")
+            tags[row[0].strip()] = [s.strip() for s in row[1].split(";") if s.strip()]
+    ws = _workspace(ctx)
+    count = workflow.tag_origins(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), dataset_id=dataset, tags=tags)
+    print(f"{count} file(s) of {dataset} tagged")
+
+
 # `govern policy explain` is the same command, listed where DESIGN §9 puts it too.
 policy_app.command("explain", help="Same as `govern explain`.")(explain)
 
@@ -285,7 +882,7 @@ def main() -> None:
         sys.exit(1)
     except GovernanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except Exception as exc:
         if os.environ.get("GOVERNANCE_DEBUG"):
             raise

@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 class GovernanceError(Exception):
-    """Base of every error the core raises on purpose."""
+    """Base of every error the core raises on purpose. `exit_code` is the CLI's exit status."""
+
+    exit_code = 2
 
 
 class FileFormatError(GovernanceError):
@@ -60,6 +62,28 @@ class LineageError(GovernanceError):
 
 class ClassifierConfigError(GovernanceError):
     """An allow or deny list entry for institutional e-mail is unusable."""
+
+
+class WorkflowError(GovernanceError):
+    """A workflow operation was asked with input that cannot be right (unknown subset, no reason)."""
+
+
+class ForbiddenError(GovernanceError):
+    """The actor lacks the role this operation needs."""
+
+    exit_code = 3
+
+
+class NotFoundError(GovernanceError):
+    """The named user, request, grant or record does not exist."""
+
+    exit_code = 4
+
+
+class ConflictError(GovernanceError):
+    """The record changed under us (another approver decided first); nothing was written."""
+
+    exit_code = 5
 
 
 def display_path(path: str | Path) -> str:

@@ -60,6 +60,7 @@ class ReasonCode(StrEnum):
     UNKNOWN_RESOURCE = "unknown_resource"
     UNKNOWN_PURPOSE = "unknown_purpose"
     UNKNOWN_ACTION = "unknown_action"
+    ACCOUNT_DISABLED = "account_disabled"
 
 
 class NoteCode(StrEnum):

@@ -25,6 +25,10 @@ from governance.storage.tables import AuditCheckpointRow, AuditEventRow
 
 EVENTS = AuditEventRow.__table__  # type: ignore[attr-defined]
 CHECKPOINTS = AuditCheckpointRow.__table__  # type: ignore[attr-defined]
+# Keys in `Connection.info` where append() notes the sequence numbers of the open transaction's
+# events, so a unit of work can sign a checkpoint after it commits.
+FIRST_SEQ = "governance.audit.first_seq"
+LAST_SEQ = "governance.audit.last_seq"
 _LOCK_ID = 0x61756469  # "audi": the advisory lock that serialises appends on PostgreSQL
 
 
@@ -73,6 +77,8 @@ def append(
     ev = next_event(head(conn), at=at, actor=actor, action=action, target=target, outcome=outcome,
                     reasons=reasons, details=details)
     conn.execute(insert(EVENTS).values(**event_row(ev)))
+    conn.info.setdefault(FIRST_SEQ, ev.seq)
+    conn.info[LAST_SEQ] = ev.seq
     return ev
 
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from governance.audit import store as audit
 from governance.errors import GovernanceError
 from governance.identity.mail import Mailer, Message
 from governance.identity.tokens import InvalidTokenError, claimed_user, mint_token, normalise_email, verify_token
+from governance.storage.db import Transactional
 from governance.storage.tables import OrganisationRow, RedeemedTokenRow, SiteRow, UserRow
 
 USERS = UserRow.__table__  # type: ignore[attr-defined]
@@ -50,7 +51,7 @@ def _user(conn: Connection, *, user_id: str | None = None, email: str | None = N
                 organisation=row.organisation_id, site=row.site_name)
 
 
-def get_user(*, engine: Engine, email: str) -> User:
+def get_user(*, engine: Transactional, email: str) -> User:
     with engine.connect() as conn:
         user = _user(conn, email=normalise_email(email))
     if user is None:
@@ -71,7 +72,7 @@ def _site_id(conn: Connection, organisation: str, site: str | None) -> int | Non
     return int(key[0])
 
 
-def register_user(*, engine: Engine, now: datetime, email: str, organisation: str | None = None,
+def register_user(*, engine: Transactional, now: datetime, email: str, organisation: str | None = None,
                   site: str | None = None, actor: str = "system") -> User:
     """A new, unverified user; the address is normalised and must be unique."""
     address = normalise_email(email)
@@ -90,7 +91,7 @@ def register_user(*, engine: Engine, now: datetime, email: str, organisation: st
     return User(id=user_id, email=address, email_verified=False, organisation=organisation, site=site)
 
 
-def change_email(*, engine: Engine, now: datetime, user_id: str, email: str, actor: str) -> User:
+def change_email(*, engine: Transactional, now: datetime, user_id: str, email: str, actor: str) -> User:
     """Give a user a new address; it counts only once verified (DESIGN §3.4)."""
     address = normalise_email(email)
     try:
@@ -106,7 +107,7 @@ def change_email(*, engine: Engine, now: datetime, user_id: str, email: str, act
     return user
 
 
-def send_verification(*, engine: Engine, mailer: Mailer, secret: bytes, now: datetime, user_id: str, link: str,
+def send_verification(*, engine: Transactional, mailer: Mailer, secret: bytes, now: datetime, user_id: str, link: str,
                       ttl: timedelta = timedelta(hours=24), actor: str = "system") -> None:
     """Mail a single-use link for the user's current address; audited, the token never is."""
     with engine.begin() as conn:
@@ -123,7 +124,7 @@ def send_verification(*, engine: Engine, mailer: Mailer, secret: bytes, now: dat
                                  f"{link}?token={token}\n"))
 
 
-def verify_email(*, engine: Engine, secret: bytes, now: datetime, token: str) -> User:
+def verify_email(*, engine: Transactional, secret: bytes, now: datetime, token: str) -> User:
     """Redeem a verification link once; refusals are audited and raise `InvalidTokenError`."""
     claimed = claimed_user(token)
     try:
@@ -147,7 +148,7 @@ def verify_email(*, engine: Engine, secret: bytes, now: datetime, token: str) ->
     return verified
 
 
-def _audit_refusal(engine: Engine, now: datetime, claimed: str | None) -> None:
+def _audit_refusal(engine: Transactional, now: datetime, claimed: str | None) -> None:
     details: dict[str, Any] = {"claimed_user": claimed} if claimed is not None and len(claimed) <= 64 else {}
     with engine.begin() as conn:
         audit.append(conn, at=now, actor="anonymous", action="email.verify", target="email-token", outcome="refused",

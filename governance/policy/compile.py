@@ -85,6 +85,7 @@ class CRequirement:
     agreement: str
     approval: str
     clauses: dict[str, str]
+    grant_days: int | None = 365
 
 
 @dataclass(eq=False)
@@ -292,6 +293,8 @@ def _merge_requirements(reqs: list[Requirement]) -> CRequirement:
         agreement=max((r.agreement for r in reqs), key=_AGREEMENT_LEVEL.__getitem__),
         approval="manual" if any(r.approval == "manual" for r in reqs) else "automatic",
         clauses=clauses,
+        # The shortest validity any matching requirement asks for (None: until revoked).
+        grant_days=min((r.grant_days for r in reqs if r.grant_days is not None), default=None),
     )
 
 

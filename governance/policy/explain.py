@@ -159,6 +159,7 @@ _REMEDY: dict[ReasonCode, str] = {
     ReasonCode.UNKNOWN_RESOURCE: "check the resource name: 'dataset:path' inside a known subset, or 'artefact:id'",
     ReasonCode.UNKNOWN_PURPOSE: "use a purpose listed in the policies' purposes.yaml (e.g. research/non-commercial/academic)",
     ReasonCode.UNKNOWN_ACTION: "use one of discover, read, derive, copy_internal, export (with a destination), publish_derivative",
+    ReasonCode.ACCOUNT_DISABLED: "ask an administrator why your account was disabled",
 }
 
 

@@ -86,6 +86,8 @@ class Requirement(_Strict):
     institutional_email: StrictBool = False
     agreement: Literal["click-through", "signed", "hand-signed"] = "click-through"
     approval: Literal["manual", "automatic"] = "manual"
+    grant_days: int | None = Field(default=365, ge=1, le=3650,
+                                   description="how long an approval lasts; null: until revoked")
     clauses: dict[RequirementAspect, Text] = Field(
         default_factory=dict, description="verbatim quote grounding each aspect of the requirement"
     )

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from governance.errors import GovernanceError
@@ -19,6 +20,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class DatabaseError(GovernanceError):
     """The database cannot be reached or is not in the expected state."""
+
+
+class Transactional(Protocol):
+    """What services need to open units of work: an `Engine`, or a `Workspace` (which also
+    signs checkpoints after commits)."""
+
+    def begin(self) -> AbstractContextManager[Connection]: ...
+
+    def connect(self) -> Connection: ...
 
 
 def redact(url: str) -> str:

@@ -66,3 +66,150 @@ class RedeemedTokenRow(SQLModel, table=True):
 
     nonce_digest: str = Field(primary_key=True, max_length=64)
     redeemed_at: str = Field(max_length=40)
+
+
+class RoleRow(SQLModel, table=True):
+    """A role held by a user; `dataset` is the dataset an approver stewards, '*' for all."""
+
+    __tablename__ = "roles"
+
+    user_id: str = Field(primary_key=True, foreign_key="users.id", max_length=36)
+    role: str = Field(primary_key=True, max_length=16)
+    dataset: str = Field(primary_key=True, max_length=64)
+    granted_at: str = Field(max_length=40)
+    granted_by: str = Field(max_length=320)
+
+
+class EmailDomainRow(SQLModel, table=True):
+    """A per-deployment allow or deny entry for the institutional e-mail classifier."""
+
+    __tablename__ = "email_domains"
+
+    list: str = Field(primary_key=True, max_length=8)
+    domain: str = Field(primary_key=True, max_length=253)
+    added_at: str = Field(max_length=40)
+    added_by: str = Field(max_length=320)
+
+
+class DocumentRow(SQLModel, table=True):
+    """A stored document (signed form, licensor's letter), addressed by its sha256."""
+
+    __tablename__ = "documents"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    media_type: str = Field(max_length=32)
+    size: int
+    stored_at: str = Field(max_length=40)
+
+
+class AcceptanceRow(SQLModel, table=True):
+    __tablename__ = "acceptances"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    dataset: str = Field(max_length=64)
+    version: str = Field(max_length=128)
+    sha256: str = Field(max_length=64)
+    accepted_at: str = Field(max_length=40)
+    client: str = Field(max_length=256)
+
+
+class SignedFormRow(SQLModel, table=True):
+    __tablename__ = "signed_forms"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    dataset: str = Field(max_length=64)
+    agreement_sha256: str = Field(max_length=64)
+    document: str = Field(foreign_key="documents.sha256", max_length=64)
+    uploaded_at: str = Field(max_length=40)
+    confirmed_by: str | None = Field(default=None, max_length=320)
+    confirmed_at: str | None = Field(default=None, max_length=40)
+
+
+class RequestRow(SQLModel, table=True):
+    __tablename__ = "requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    dataset: str = Field(max_length=64, index=True)
+    subsets: str  # JSON list of subset ids
+    purpose: str = Field(max_length=128)
+    project: str
+    state: str = Field(max_length=16, index=True)
+    created_at: str = Field(max_length=40)
+    decided_at: str | None = Field(default=None, max_length=40)
+    decided_by: str | None = Field(default=None, max_length=320)
+    reason: str | None = None
+
+
+class GrantRow(SQLModel, table=True):
+    __tablename__ = "grants"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    request_id: int | None = Field(default=None, foreign_key="requests.id")
+    dataset: str = Field(max_length=64, index=True)
+    scope: str = Field(max_length=192)
+    purpose: str = Field(max_length=128)
+    agreement_sha256: str | None = Field(default=None, max_length=64)
+    approver: str = Field(max_length=320)
+    starts: str = Field(max_length=40)
+    expires: str | None = Field(default=None, max_length=40)
+    revoked_at: str | None = Field(default=None, max_length=40)
+    revoked_by: str | None = Field(default=None, max_length=320)
+    revoke_reason: str | None = None
+
+
+class TerminationRow(SQLModel, table=True):
+    """A licensor's termination of one user's or a whole organisation's access to a dataset."""
+
+    __tablename__ = "terminations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dataset: str = Field(max_length=64)
+    user_id: str | None = Field(default=None, foreign_key="users.id", max_length=36, index=True)
+    organisation_id: str | None = Field(default=None, foreign_key="organisations.id", max_length=64, index=True)
+    at: str = Field(max_length=40)
+    by: str = Field(max_length=320)
+    reason: str
+
+
+class WaiverRow(SQLModel, table=True):
+    __tablename__ = "waivers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str | None = Field(default=None, foreign_key="users.id", max_length=36, index=True)
+    organisation_id: str | None = Field(default=None, foreign_key="organisations.id", max_length=64, index=True)
+    owner: str = Field(max_length=64)
+    dataset: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    destination: str | None = Field(default=None, max_length=32)
+    purpose: str | None = Field(default=None, max_length=128)
+    rule: str | None = Field(default=None, max_length=64)
+    subset: str | None = Field(default=None, max_length=64)
+    expires: str | None = Field(default=None, max_length=40)
+    document: str = Field(foreign_key="documents.sha256", max_length=64)
+    recorded_at: str = Field(max_length=40)
+    recorded_by: str = Field(max_length=320)
+    revoked_at: str | None = Field(default=None, max_length=40)
+
+
+class ArtefactRow(SQLModel, table=True):
+    __tablename__ = "artefacts"
+
+    id: str = Field(primary_key=True, max_length=64)
+    owner_id: str = Field(foreign_key="users.id", max_length=36)
+    description: str
+    inputs: str  # JSON list of lineage references
+    created_at: str = Field(max_length=40)
+
+
+class ManifestFileRow(SQLModel, table=True):
+    """Source tags recorded for one file (which SHHQ images are DeepFashion's)."""
+
+    __tablename__ = "manifest_files"
+
+    dataset: str = Field(primary_key=True, max_length=64)
+    path: str = Field(primary_key=True, max_length=1024)
+    sources: str  # JSON list of source ids

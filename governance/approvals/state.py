@@ -1,0 +1,172 @@
+"""Decisions from stored state: assemble one subject's facts, ask the engine, audit denials.
+
+A subject's state is read once per call in one read transaction (user, acceptances, forms,
+grants, waivers, terminations, domain lists), then the engine decides every resource of the
+batch against it. Nothing is cached across calls, so a revocation committed between two checks
+is seen by the second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select
+
+from governance.approvals.records import parse_time
+from governance.approvals.workflow import (
+    ACCEPTANCES,
+    FORMS,
+    GRANTS,
+    MANIFEST,
+    TERMINATIONS,
+    WAIVERS,
+    stored_lineage,
+    user_row,
+)
+from governance.audit import store as audit
+from governance.identity.roles import domain_lists
+from governance.policy.compile import CompiledPolicies
+from governance.policy.decision import Decision, Reason, Remedy
+from governance.policy.facts import GrantFact, SubjectState, WaiverFact
+from governance.provenance.lineage import ARTEFACT_PREFIX, EMPTY, Provenance
+from governance.storage.tables import SiteRow
+from governance.types import ReasonCode
+from governance.workspace import Workspace
+
+log = logging.getLogger(__name__)
+SITES = SiteRow.__table__  # type: ignore[attr-defined]
+_SAMPLE = 20  # denied resources named in one audit event
+
+
+def _signed(policies: CompiledPolicies, forms: Sequence[Any]) -> list[str]:
+    """Datasets whose current agreement the user has on file as a form (hand signature
+    confirmed by an approver where the terms ask for one)."""
+    out = set()
+    for f in forms:
+        ds = policies.datasets.get(f.dataset)
+        if ds is None or f.agreement_sha256 != ds.sha256:
+            continue  # a form for an older text does not count (DESIGN §3.4)
+        hand = any(s.requirement.agreement == "hand-signed" for s in ds.subsets.values())
+        if not hand or f.confirmed_at is not None:
+            out.add(f.dataset)
+    return sorted(out)
+
+
+def subject_state(conn: Connection, policies: CompiledPolicies, user: Any) -> SubjectState:
+    """Everything about `user` (a users row) that a decision depends on."""
+    uid = user.id
+    accepted: dict[str, str] = {}
+    for a in conn.execute(select(ACCEPTANCES.c.dataset, ACCEPTANCES.c.sha256).where(ACCEPTANCES.c.user_id == uid)
+                          .order_by(ACCEPTANCES.c.id)).all():
+        accepted[a.dataset] = a.sha256  # the latest acceptance per dataset counts
+    forms = conn.execute(select(FORMS.c.dataset, FORMS.c.agreement_sha256, FORMS.c.confirmed_at)
+                         .where(FORMS.c.user_id == uid)).all()
+    grants = [GrantFact(scope=g.scope, purpose=g.purpose, starts=parse_time(g.starts), expires=parse_time(g.expires),
+                        revoked=g.revoked_at is not None, id=str(g.id))
+              for g in conn.execute(select(GRANTS).where(GRANTS.c.user_id == uid)).all()]
+    org = user.organisation_id
+    waiver_filter = WAIVERS.c.user_id == uid if org is None else or_(WAIVERS.c.user_id == uid, WAIVERS.c.organisation_id == org)
+    waivers = [WaiverFact(owner=w.owner, dataset=w.dataset, action=w.action, destination=w.destination, purpose=w.purpose,
+                          rule=w.rule, subset=w.subset, expires=parse_time(w.expires), revoked=w.revoked_at is not None,
+                          id=str(w.id))
+               for w in conn.execute(select(WAIVERS).where(waiver_filter)).all()]
+    term_filter = (TERMINATIONS.c.user_id == uid if org is None
+                   else or_(TERMINATIONS.c.user_id == uid, TERMINATIONS.c.organisation_id == org))
+    terminated = sorted({t.dataset for t in conn.execute(select(TERMINATIONS.c.dataset).where(term_filter)).all()})
+    site = None
+    if user.site_id is not None:
+        found = conn.execute(select(SITES.c.name).where(SITES.c.id == user.site_id)).first()
+        site = found.name if found is not None else None
+    return SubjectState(id=uid, email=user.email, email_verified=user.email_verified_at is not None, organisation=org,
+                        site=site, accepted=accepted, signed=_signed(policies, forms), grants=grants, waivers=waivers,
+                        terminated=terminated)
+
+
+def _provenance(conn: Connection, policies: CompiledPolicies, resources: Sequence[str]) -> Provenance:
+    """Lineage of every artefact, and origin tags for just the requested files whose subsets
+    record per-file sources."""
+    artefacts = stored_lineage(conn) if any(r.startswith(ARTEFACT_PREFIX) for r in resources) else {}
+    wanted: dict[str, list[str]] = {}
+    for r in resources:
+        ds_id, sep, path = r.partition(":")
+        ds = policies.datasets.get(ds_id) if sep else None
+        if ds is None or not any(s.file_sources for s in ds.subsets.values()):
+            continue
+        sub = ds.find_subset(path)
+        if sub is not None and sub.file_sources:
+            wanted.setdefault(ds_id, []).append(path)
+    manifest: dict[tuple[str, str], list[str]] = {}
+    for ds_id, paths in wanted.items():
+        for i in range(0, len(paths), 500):
+            rows = conn.execute(select(MANIFEST).where(and_(MANIFEST.c.dataset == ds_id, MANIFEST.c.path.in_(paths[i:i + 500])))).all()
+            manifest.update({(m.dataset, m.path): json.loads(m.sources) for m in rows})
+    if not artefacts and not manifest:
+        return EMPTY
+    return Provenance(manifest=manifest, artefacts=artefacts)
+
+
+_DISABLED = Decision(effect="deny", reasons=(Reason(code=ReasonCode.ACCOUNT_DISABLED, message="this account is disabled"),),
+                     remedies=(Remedy(code=ReasonCode.ACCOUNT_DISABLED, text="ask an administrator why the account was disabled"),))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    user: str
+    decisions: list[Decision]
+
+    @property
+    def denied(self) -> int:
+        return sum(not d.permitted for d in self.decisions)
+
+
+def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, purpose: str, now: datetime,
+          destination: str | None = None, actor: str | None = None) -> CheckResult:
+    """Decide `action` on each resource for the user with address `email`, from stored state.
+    Denials are audited (one event per call, naming the reasons and a sample of resources)."""
+    policies = ws.policies
+    with ws.connect() as conn:
+        user = user_row(conn, email)
+        state = subject_state(conn, policies, user)
+        allow, deny = domain_lists(conn)
+        prov = _provenance(conn, policies, resources)
+        conn.rollback()  # a read; release SQLite's lock at once
+    if user.disabled:
+        decisions = [_DISABLED] * len(resources)
+    else:
+        engine = ws.decision_engine(allow, deny)
+        subject = engine.subject(state)
+        if len(resources) == 1:
+            decisions = [engine.decide(subject, action=action, resource=resources[0], purpose=purpose, destination=destination,
+                                       now=now, provenance=prov)]
+        else:
+            decisions = engine.decide_batch(subject, action=action, resources=resources, purpose=purpose,
+                                            destination=destination, now=now, provenance=prov)
+    result = CheckResult(user=user.email, decisions=decisions)
+    if result.denied:
+        _audit_denials(ws, now=now, actor=actor or f"user:{user.id}", user_id=user.id, action=action, purpose=purpose,
+                       destination=destination, resources=resources, decisions=decisions)
+    return result
+
+
+def _audit_denials(ws: Workspace, *, now: datetime, actor: str, user_id: str, action: str, purpose: str,
+                   destination: str | None, resources: Sequence[str], decisions: Sequence[Decision]) -> None:
+    codes: set[str] = set()
+    sample: list[str] = []
+    denied = 0
+    for r, d in zip(resources, decisions, strict=True):
+        if d.permitted:
+            continue
+        denied += 1
+        codes.update(d.codes)
+        if len(sample) < _SAMPLE:
+            sample.append(r[:300])
+    details = {"action": action[:64], "purpose": purpose[:128], "destination": destination[:32] if destination else None,
+               "denied": denied, "checked": len(resources), "resources": sample}
+    with ws.begin() as conn:
+        audit.append(conn, at=now, actor=actor, action="access.check", target=f"user:{user_id}", outcome="denied",
+                     reasons=sorted(codes), details=details)
