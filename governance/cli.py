@@ -515,6 +515,29 @@ def user_show(ctx: typer.Context, email: str, as_json: JsonOpt = False) -> None:
         print(f"  TERMINATED by the licensor of {ds_id}")
 
 
+@user_app.command("disable")
+def user_disable(ctx: typer.Context, email: str) -> None:
+    """Disable an account: every later check for it is denied (admins only)."""
+    _set_disabled(ctx, email, True)
+
+
+@user_app.command("enable")
+def user_enable(ctx: typer.Context, email: str) -> None:
+    """Enable a disabled account again (admins only)."""
+    _set_disabled(ctx, email, False)
+
+
+def _set_disabled(ctx: typer.Context, email: str, disabled: bool) -> None:
+    from governance.identity import service as identity
+    from governance.identity.roles import Role
+
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    actor.require(Role.ADMIN)
+    user = identity.set_disabled(engine=ws, now=datetime.now(UTC), email=email, disabled=disabled, actor=actor.label)
+    print(f"{user.email} is {'disabled' if disabled else 'enabled'}")
+
+
 @role_app.command("grant")
 def role_grant(ctx: typer.Context, email: str, role: str,
                dataset: Annotated[Optional[str], typer.Option("--dataset", help="for approvers: the dataset stewarded ('*': all)")] = None

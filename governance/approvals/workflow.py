@@ -490,8 +490,11 @@ def register_artefact(ws: Workspace, *, actor: Actor, now: datetime, ident: str,
             raise WorkflowError("name the artefact's owner (--owner EMAIL)")
         if owner_id != actor.user_id:
             actor.require(Role.ADMIN)
+        known = stored_lineage(conn)
+        if ident in known:
+            raise ConflictError(f"artefact '{ident}' is already registered")
         try:
-            Provenance(artefacts=stored_lineage(conn)).with_artefact(ident, refs)
+            Provenance(artefacts=known).with_artefact(ident, refs)
         except LineageError as exc:
             raise WorkflowError(str(exc)) from None
         try:

@@ -153,3 +153,16 @@ def _audit_refusal(engine: Transactional, now: datetime, claimed: str | None) ->
     with engine.begin() as conn:
         audit.append(conn, at=now, actor="anonymous", action="email.verify", target="email-token", outcome="refused",
                      reasons=("invalid_token",), details=details)
+
+
+def set_disabled(*, engine: Transactional, now: datetime, email: str, disabled: bool, actor: str) -> User:
+    """Disable an account (every later check is denied) or enable it again."""
+    address = normalise_email(email)
+    with engine.begin() as conn:
+        user = _user(conn, email=address)
+        if user is None:
+            raise IdentityError(f"no user with the address {address}")
+        conn.execute(update(USERS).where(USERS.c.id == user.id).values(disabled=disabled))
+        audit.append(conn, at=now, actor=actor, action="user.disable" if disabled else "user.enable", target=f"user:{user.id}",
+                     outcome="ok")
+    return user

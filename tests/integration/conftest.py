@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from governance.storage.db import make_engine, upgrade
+from governance.workspace import Workspace
 
 PG_URL = os.environ.get("GOVERNANCE_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -39,3 +40,14 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def ws(db: Engine, tmp_path: Path) -> Workspace:
+    """A workspace over the `db` fixture: bundled policies, a data directory in tmp_path, the
+    outbox mailer, and a checkpoint every 5 events (so tests cross checkpoints)."""
+    from governance.config import Settings
+    from governance.identity.mail import OutboxMailer
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=str(db.url), checkpoint_every=5)
+    return Workspace(settings, db=db, mailer=OutboxMailer(tmp_path / "outbox", sender="governance@lab.example"))
