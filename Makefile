@@ -4,8 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SHARED_SCENARIOS := ../shared/acceptance/decisions.yaml
 SCENARIOS := $(if $(wildcard $(SHARED_SCENARIOS)),$(SHARED_SCENARIOS),tests/acceptance/decisions.yaml)
+DEMO_DIR ?= .demo
+DEMO := GOVERNANCE_DATA_DIR=$(DEMO_DIR) GOVERNANCE_DATABASE_URL= $(BIN)/govern
 
-.PHONY: run test bench check lint clean
+.PHONY: run explain demo test bench check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +21,23 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-## run: validate the policies, then explain every acceptance scenario in readable form
+## run: validate the policies, pass the acceptance scenarios, seed the demo (once) into $(DEMO_DIR) and use it
 run: $(VENV)/.installed-run
 	$(BIN)/govern policy validate
-	$(BIN)/govern explain --scenarios $(SCENARIOS)
-	@echo
 	$(BIN)/govern check --scenarios $(SCENARIOS)
+	@$(MAKE) --no-print-directory demo
+
+## demo: seed the demo deployment into $(DEMO_DIR) (once), list the steward's queue, decide, verify the audit chain
+demo: $(VENV)/.installed-run
+	@if [ -e $(DEMO_DIR)/governance.db ]; then echo "demo already seeded in $(DEMO_DIR) (rm -r $(DEMO_DIR) to start again)"; else $(DEMO) demo; fi
+	$(DEMO) --as steward@genebody.example request list --state pending
+	$(DEMO) check --user alice@ust.hk --resource genebody:train40/subject01/img_0001.jpg --action read --purpose research/non-commercial/academic
+	-$(DEMO) check --user eve.hacker@gmail.com --resource genebody:train40/subject01/img_0001.jpg --action read --purpose research/non-commercial/academic
+	$(DEMO) audit verify
+
+## explain: every acceptance scenario explained for people (clauses, provenance, remedies)
+explain: $(VENV)/.installed-run
+	$(BIN)/govern explain --scenarios $(SCENARIOS)
 
 ## test: the whole suite (unit, property, acceptance, CLI)
 test: $(VENV)/.installed-test
@@ -34,9 +47,10 @@ test: $(VENV)/.installed-test
 check: $(VENV)/.installed-run
 	$(BIN)/govern check --scenarios $(SCENARIOS)
 
-## bench: decision benchmark (figures are quoted in README.md)
+## bench: decision and stored-state benchmarks (figures are quoted in README.md)
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/decide.py
+	$(BIN)/python bench/state.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis $(DEMO_DIR)

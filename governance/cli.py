@@ -884,6 +884,32 @@ def origins_tag(
     print(f"{count} file(s) of {dataset} tagged")
 
 
+@app.command("demo")
+def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Seed a believable demo into a fresh deployment (migrating it first): organisations,
+    stewards, researchers with academic and free-mail addresses, and requests for all five
+    datasets in every state."""
+    from governance.demo import ADMIN, AUDITOR, STEWARDS, seed
+    from governance.storage.db import upgrade
+    from governance.workspace import Workspace
+
+    ws = Workspace(_settings(), policies=ctx.obj.policies_dir, env=os.environ)
+    upgrade(ws.db)
+    summary = seed(ws, now=datetime.now(UTC))
+    if as_json:
+        print(json.dumps({"users": summary.users, "requests": summary.requests, "grants": summary.grants}))
+        return
+    print(f"demo seeded: {len(summary.users)} users, {summary.grants} grants")
+    for ds_id, states in summary.requests.items():
+        print(f"  {ds_id:13} " + ", ".join(f"{n} {st}" for st, n in sorted(states.items())))
+    print(f"admin {ADMIN}, auditor {AUDITOR}, stewards: " + ", ".join(f"{a} ({d})" for d, a in STEWARDS.items()))
+    print("try:\n"
+          f"  govern --as {STEWARDS['genebody']} request list --state pending\n"
+          "  govern check --user alice@ust.hk --resource genebody:train40/subject01/img_0001.jpg "
+          "--action read --purpose research/non-commercial/academic\n"
+          "  govern audit verify")
+
+
 # `govern policy explain` is the same command, listed where DESIGN §9 puts it too.
 policy_app.command("explain", help="Same as `govern explain`.")(explain)
 

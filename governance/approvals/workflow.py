@@ -191,8 +191,6 @@ def request_access(ws: Workspace, *, actor: Actor, now: datetime, email: str, da
     """Ask for subsets of a dataset for a purpose. Where the policy approves automatically
     (GeneBody's Test10), the grant is made in the same transaction by the policy itself."""
     ds = dataset(ws, dataset_id)
-    if not ds.has_terms:
-        raise WorkflowError(f"{ds.title} has no recorded terms, so nothing can be granted; record the licensor's terms first")
     names = list(dict.fromkeys(subsets)) or sorted(ds.subsets)
     unknown = [s for s in names if s not in ds.subsets]
     if unknown:
@@ -200,7 +198,9 @@ def request_access(ws: Workspace, *, actor: Actor, now: datetime, email: str, da
     if purpose not in ws.policies.purpose_descriptions:
         raise WorkflowError(f"unknown purpose '{purpose}'")
     description = _text(project, "a project description")
-    automatic = all(ds.subsets[s].requirement.approval == "automatic" for s in names)
+    # A dataset without recorded terms can be asked for (the steward sees the demand) but
+    # never granted (DESIGN §3.7).
+    automatic = ds.has_terms and all(ds.subsets[s].requirement.approval == "automatic" for s in names)
     with ws.begin() as conn:
         user = user_row(conn, email)
         _self_or(actor, user.id, Role.ADMIN)
@@ -240,6 +240,9 @@ def _decide(conn: Connection, ws: Workspace, *, request_id: int, by: str, now: d
     grant_ids: list[int] = []
     if state == "approved":
         ds = dataset(ws, row.dataset)
+        if not ds.has_terms:
+            raise WorkflowError(f"{ds.title} has no recorded terms, so nothing can be granted; record the licensor's terms "
+                                "first, or deny the request")
         for sub in json.loads(row.subsets):
             policy_days = ds.subsets[sub].requirement.grant_days
             valid = days if days is not None else policy_days

@@ -387,7 +387,6 @@ def test_bad_input_is_refused_with_one_clear_sentence_and_nothing_written(ws: Wo
         (dict(dataset_id="nope", subsets=[], purpose=PURPOSE, project="p"), "unknown dataset 'nope'"),
         (dict(dataset_id="genebody", subsets=["train40"], purpose="fun", project="p"), "unknown purpose 'fun'"),
         (dict(dataset_id="genebody", subsets=["train40"], purpose=PURPOSE, project=" "), "project description is required"),
-        (dict(dataset_id="clonedperson", subsets=[], purpose=PURPOSE, project="p"), "no recorded terms"),
     ]
     for kwargs, message in cases:
         with pytest.raises(WorkflowError, match=message):
@@ -397,6 +396,12 @@ def test_bad_input_is_refused_with_one_clear_sentence_and_nothing_written(ws: Wo
     with pytest.raises(NotFoundError):
         workflow.approve(ws, actor=OPERATOR, now=NOW, request_id=999)
     assert len(events(ws)) == before
+    # ClonedPerson has no terms: it can be asked for, never granted.
+    req = workflow.request_access(ws, actor=me, now=NOW, email="alice@ust.hk", dataset_id="clonedperson", subsets=[],
+                                  purpose=PURPOSE, project="re-identification")
+    with pytest.raises(WorkflowError, match="ClonedPerson has no recorded terms"):
+        workflow.approve(ws, actor=OPERATOR, now=NOW, request_id=req.id)
+    assert workflow.list_requests(ws, actor=OPERATOR, dataset_id="clonedperson")[0].state == "pending"
 
 
 def test_every_state_change_is_audited_and_checkpoints_are_signed_every_n_events(ws: Workspace) -> None:
