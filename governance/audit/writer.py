@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from governance.audit import store
 from governance.audit.chain import AuditEvent, next_event
@@ -145,7 +145,7 @@ class GroupCommitWriter:
                     prev = next_event(prev, at=p.at, actor=p.actor, action=p.action, target=p.target,
                                       outcome=p.outcome, reasons=p.reasons, details=p.details)
                     events.append(prev)
-                conn.execute(insert(store.EVENTS), [store.event_row(ev) for ev in events])
+                store.insert_events(conn, events)
         except Exception as exc:  # noqa: BLE001 - SECURITY: every waiter learns its event was not recorded
             failure = GovernanceError(f"the audit batch could not be committed ({type(exc).__name__})")
             for p in batch:

@@ -15,6 +15,8 @@ from governance.audit.chain import (
     GENESIS,
     AuditEvent,
     Checkpoint,
+    canonical,
+    canonical_event,
     link_hash,
     next_event,
     sign_checkpoint,
@@ -133,3 +135,25 @@ def test_any_single_change_is_found_at_or_before_its_position(n: int, data: st.D
         changed[i], changed[j] = changed[j], changed[i]
     v = verify_chain(changed)
     assert not v.ok and v.first_bad is not None and v.first_bad <= i + 2
+
+
+_json_leaf = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False)
+_json = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                     max_leaves=8)
+
+
+@given(seq=st.integers(min_value=1, max_value=2**62), at=st.text(), actor=st.text(), action=st.text(), target=st.text(),
+       outcome=st.text(), reasons=st.lists(st.text(), max_size=4), details=st.dictionaries(st.text(), _json, max_size=4),
+       prev=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+def test_the_fast_canonical_form_is_byte_identical_to_the_reference(seq: int, at: str, actor: str, action: str, target: str,
+                                                                   outcome: str, reasons: list[str], details: dict[str, object],
+                                                                   prev: str) -> None:
+    fields = {"seq": seq, "at": at, "actor": actor, "action": action, "target": target, "outcome": outcome,
+              "reasons": list(reasons), "details": details, "prev_hash": prev}
+    try:
+        expected = canonical(fields)
+    except UnicodeEncodeError:  # lone surrogates cannot be stored either way
+        with pytest.raises(UnicodeEncodeError):
+            canonical_event(seq, at, actor, action, target, outcome, tuple(reasons), details, prev)
+        return
+    assert canonical_event(seq, at, actor, action, target, outcome, tuple(reasons), details, prev) == expected
