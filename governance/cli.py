@@ -434,8 +434,9 @@ def user_confirm_email(
     message: Annotated[Optional[Path], typer.Option("--message", help="the verification mail (.eml) holding the link")] = None,
     token_file: Annotated[Optional[Path], typer.Option("--token-file", help="a file holding the token ('-': stdin)")] = None,
 ) -> None:
-    """Redeem a verification link, as following it in a browser does. The token is read from a
-    file, never from the command line (where other users could see it)."""
+    """Redeem a verification link, as following it in a browser does.
+
+    The token is read from a file, never from the command line (where other users could see it)."""
     from governance.identity import service as identity
 
     if (message is None) == (token_file is None):
@@ -786,8 +787,9 @@ def terminate(
     organisation: Annotated[Optional[str], typer.Option("--org")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record the licensor's termination for a user or an organisation: every grant of the
-    dataset they hold is revoked, and later grants do not count."""
+    """Record the licensor's termination for a user or an organisation.
+
+    Every grant of the dataset they hold is revoked, and later grants do not count."""
     from governance.approvals import workflow
 
     ws = _workspace(ctx)
@@ -886,9 +888,10 @@ def origins_tag(
 
 @app.command("demo")
 def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """Seed a believable demo into a fresh deployment (migrating it first): organisations,
-    stewards, researchers with academic and free-mail addresses, and requests for all five
-    datasets in every state."""
+    """Seed a believable demo into a fresh deployment.
+
+    Migrates the database first, then adds organisations, stewards, researchers with academic
+    and free-mail addresses, and requests for all five datasets in every state."""
     from governance.demo import ADMIN, AUDITOR, STEWARDS, seed
     from governance.storage.db import upgrade
     from governance.workspace import Workspace

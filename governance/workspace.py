@@ -32,7 +32,7 @@ from governance.policy import load_compiled
 from governance.policy.compile import CompiledPolicies
 from governance.policy.evaluate import Engine as PolicyEngine
 from governance.policy.loader import bundled_policies_dir
-from governance.storage.db import make_engine
+from governance.storage.db import READ_ONLY, make_engine
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ class Workspace:
             self._checkpoint_if_due(first, last)
 
     def connect(self) -> Connection:
-        return self.db.connect()
+        """A connection for reading (on SQLite it does not take the write lock; never write on it)."""
+        return self.db.connect().execution_options(**{READ_ONLY: True})
 
     def _checkpoint_if_due(self, first: int, last: int) -> None:
         every = self.settings.checkpoint_every

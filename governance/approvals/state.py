@@ -90,16 +90,21 @@ def subject_state(conn: Connection, policies: CompiledPolicies, user: Any) -> Su
 def _provenance(conn: Connection, policies: CompiledPolicies, resources: Sequence[str]) -> Provenance:
     """Lineage of every artefact, and origin tags for just the requested files whose subsets
     record per-file sources."""
-    artefacts = stored_lineage(conn) if any(r.startswith(ARTEFACT_PREFIX) for r in resources) else {}
+    sourced = {i: ds for i, ds in policies.datasets.items() if any(s.file_sources for s in ds.subsets.values())}
+    wants_lineage = False
     wanted: dict[str, list[str]] = {}
     for r in resources:
         ds_id, sep, path = r.partition(":")
-        ds = policies.datasets.get(ds_id) if sep else None
-        if ds is None or not any(s.file_sources for s in ds.subsets.values()):
+        if not sep:
+            continue
+        ds = sourced.get(ds_id)
+        if ds is None:
+            wants_lineage = wants_lineage or ds_id == ARTEFACT_PREFIX[:-1]
             continue
         sub = ds.find_subset(path)
         if sub is not None and sub.file_sources:
             wanted.setdefault(ds_id, []).append(path)
+    artefacts = stored_lineage(conn) if wants_lineage else {}
     manifest: dict[tuple[str, str], list[str]] = {}
     for ds_id, paths in wanted.items():
         for i in range(0, len(paths), 500):
@@ -118,10 +123,7 @@ _DISABLED = Decision(effect="deny", reasons=(Reason(code=ReasonCode.ACCOUNT_DISA
 class CheckResult:
     user: str
     decisions: list[Decision]
-
-    @property
-    def denied(self) -> int:
-        return sum(not d.permitted for d in self.decisions)
+    denied: int
 
 
 def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, purpose: str, now: datetime,
@@ -146,23 +148,24 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
         else:
             decisions = engine.decide_batch(subject, action=action, resources=resources, purpose=purpose,
                                             destination=destination, now=now, provenance=prov)
-    result = CheckResult(user=user.email, decisions=decisions)
-    if result.denied:
+    denied = sum(1 for d in decisions if d.effect != "permit")
+    if denied:
         _audit_denials(ws, now=now, actor=actor or f"user:{user.id}", user_id=user.id, action=action, purpose=purpose,
-                       destination=destination, resources=resources, decisions=decisions)
-    return result
+                       destination=destination, resources=resources, decisions=decisions, denied=denied)
+    return CheckResult(user=user.email, decisions=decisions, denied=denied)
 
 
 def _audit_denials(ws: Workspace, *, now: datetime, actor: str, user_id: str, action: str, purpose: str,
-                   destination: str | None, resources: Sequence[str], decisions: Sequence[Decision]) -> None:
+                   destination: str | None, resources: Sequence[str], decisions: Sequence[Decision], denied: int) -> None:
     codes: set[str] = set()
     sample: list[str] = []
-    denied = 0
+    seen: set[int] = set()  # a batch shares one decision object per subset: read each once
     for r, d in zip(resources, decisions, strict=True):
-        if d.permitted:
+        if d.effect == "permit" or (id(d) in seen and len(sample) >= _SAMPLE):
             continue
-        denied += 1
-        codes.update(d.codes)
+        if id(d) not in seen:
+            seen.add(id(d))
+            codes.update(d.codes)
         if len(sample) < _SAMPLE:
             sample.append(r[:300])
     details = {"action": action[:64], "purpose": purpose[:128], "destination": destination[:32] if destination else None,

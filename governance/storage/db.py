@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from governance.errors import GovernanceError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "governance_read_only"  # execution option: this connection only reads
 
 
 class DatabaseError(GovernanceError):
@@ -59,7 +60,9 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock at once (no lock upgrade, no SQLITE_BUSY mid-way);
+            # connections marked read-only read a WAL snapshot beside them.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     connect_args: dict[str, Any] = {}
