@@ -1,1 +1,1 @@
-"""HTTP adapter (FastAPI) over the `governance` core. The app factory arrives with the API issue."""
+"""HTTP adapter (FastAPI) over the `governance` core: `api.app:create_app`."""

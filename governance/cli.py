@@ -917,6 +917,106 @@ def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 policy_app.command("explain", help="Same as `govern explain`.")(explain)
 
 
+# ------------------------------------------------------------------ the HTTP API
+
+apikey_app = typer.Typer(no_args_is_help=True, help="API keys for loaders (the secret is shown once).")
+app.add_typer(apikey_app, name="apikey")
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", envvar="GOVERNANCE_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="GOVERNANCE_PORT", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", envvar="GOVERNANCE_WORKERS", min=1, max=64)] = 1,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Serve the HTTP API (uvicorn): docs at /docs, OpenAPI at /openapi.json."""
+    import uvicorn
+
+    from governance.storage.db import make_engine, require_current
+
+    settings = _settings()
+    require_current(make_engine(settings.database_url))
+    os.environ["GOVERNANCE_POLICIES_DIR"] = str(ctx.obj.policies_dir)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"governance API on http://{shown}:{port}  (docs: http://{shown}:{port}/docs; {workers} worker(s); Ctrl-C stops)",
+          flush=True)
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level,
+                access_log=False, server_header=False)
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A password from standard input or a prompt; never from argv (it would show in `ps`)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise Exit("the two passwords differ; nothing was changed")
+    return first
+
+
+@user_app.command("set-password")
+def user_set_password(
+    ctx: typer.Context,
+    email: str,
+    stdin: Annotated[bool, typer.Option("--stdin", help="read the password from standard input (for scripts)")] = False,
+) -> None:
+    """Set a user's password for logging in to the API and the console (ends their sessions)."""
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    password = _read_password(stdin)
+    ws.authenticator.set_password(actor=actor, now=datetime.now(UTC), email=email, password=password)
+    print(f"password set for {email}; their sessions have ended")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Option("--user", help="the key's owner")],
+    name: Annotated[str, typer.Option("--name")] = "loader",
+    datasets: Annotated[Optional[list[str]], typer.Option("--dataset", help="limit the key to this dataset (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an API key for a user; the key is printed once and stored only as a digest."""
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    record, key = ws.authenticator.create_api_key(actor=actor, now=datetime.now(UTC), name=name, datasets=datasets or None,
+                                                  email=email)
+    _emit(as_json, {**asdict_safe(record), "key": key},
+          f"{key}\n(API key {record.id} for {record.email}; shown once, keep it secret)")
+
+
+def asdict_safe(record: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(record)
+
+
+@apikey_app.command("list")
+def apikey_list(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Option("--user")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A user's API keys (prefixes only; the secrets are never stored)."""
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    keys = ws.authenticator.list_api_keys(actor=actor, email=email)
+    lines = [f"{k.id:>4}  gk_{k.prefix}_…  {k.name}  {'revoked ' + k.revoked_at if k.revoked_at else 'active'}"
+             f"  datasets: {', '.join(k.datasets) if k.datasets else 'all'}  last used: {k.last_used_at or 'never'}" for k in keys]
+    _emit(as_json, [asdict_safe(k) for k in keys], "\n".join(lines) or "no API keys")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(ctx: typer.Context, key_id: int) -> None:
+    """Revoke an API key: it stops working at once here and within a second on every replica."""
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    record = ws.authenticator.revoke_api_key(actor=actor, now=datetime.now(UTC), key_id=key_id)
+    print(f"API key {record.id} of {record.email} is revoked")
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every expected failure.
 

@@ -61,6 +61,7 @@ class ReasonCode(StrEnum):
     UNKNOWN_PURPOSE = "unknown_purpose"
     UNKNOWN_ACTION = "unknown_action"
     ACCOUNT_DISABLED = "account_disabled"
+    OUTSIDE_KEY_SCOPE = "outside_key_scope"
 
 
 class NoteCode(StrEnum):

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine
 
@@ -33,6 +34,9 @@ from governance.policy.compile import CompiledPolicies
 from governance.policy.evaluate import Engine as PolicyEngine
 from governance.policy.loader import bundled_policies_dir
 from governance.storage.db import READ_ONLY, make_engine
+
+if TYPE_CHECKING:
+    from governance.auth.service import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +166,13 @@ class Workspace:
         if self._mailer is not None:
             return self._mailer
         return mailer_from_env(self._env, outbox=self.settings.data_dir / "outbox")
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        """Token keys and the bounded credential cache of this process."""
+        from governance.auth.service import Authenticator
+
+        return Authenticator(self)
 
     @property
     def documents_dir(self) -> Path:

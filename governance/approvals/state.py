@@ -119,6 +119,12 @@ _DISABLED = Decision(effect="deny", reasons=(Reason(code=ReasonCode.ACCOUNT_DISA
                      remedies=(Remedy(code=ReasonCode.ACCOUNT_DISABLED, text="ask an administrator why the account was disabled"),))
 
 
+_OUT_OF_SCOPE = Decision(effect="deny", reasons=(Reason(code=ReasonCode.OUTSIDE_KEY_SCOPE,
+                                                      message="the API key used is limited to other datasets"),),
+                         remedies=(Remedy(code=ReasonCode.OUTSIDE_KEY_SCOPE,
+                                          text="use an API key whose datasets include this one, or log in"),))
+
+
 @dataclass(frozen=True)
 class CheckResult:
     user: str
@@ -127,9 +133,12 @@ class CheckResult:
 
 
 def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, purpose: str, now: datetime,
-          destination: str | None = None, actor: str | None = None) -> CheckResult:
+          destination: str | None = None, actor: str | None = None,
+          datasets: frozenset[str] | None = None) -> CheckResult:
     """Decide `action` on each resource for the user with address `email`, from stored state.
-    Denials are audited (one event per call, naming the reasons and a sample of resources)."""
+    `datasets` limits the call to those datasets (an API key's scope): anything else is denied
+    as outside the key's scope, artefacts included. Denials are audited (one event per call,
+    naming the reasons and a sample of resources)."""
     policies = ws.policies
     with ws.connect() as conn:
         user = user_row(conn, email)
@@ -148,6 +157,9 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
         else:
             decisions = engine.decide_batch(subject, action=action, resources=resources, purpose=purpose,
                                             destination=destination, now=now, provenance=prov)
+        if datasets is not None:
+            # SECURITY: applied after the engine, so a scoped key can only ever narrow a decision
+            decisions = [d if r.partition(":")[0] in datasets else _OUT_OF_SCOPE for r, d in zip(resources, decisions, strict=True)]
     denied = sum(1 for d in decisions if d.effect != "permit")
     if denied:
         _audit_denials(ws, now=now, actor=actor or f"user:{user.id}", user_id=user.id, action=action, purpose=purpose,

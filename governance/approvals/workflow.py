@@ -317,6 +317,18 @@ def list_requests(ws: Workspace, *, actor: Actor, state: str | None = None, data
         return [RequestRecord.from_row(r, r.email) for r in conn.execute(query).all()]
 
 
+def get_request(ws: Workspace, *, actor: Actor, request_id: int) -> RequestRecord:
+    """One request, if the actor may see it (its requester, an approver of its dataset, an
+    auditor); otherwise reported as not found, so ids cannot be probed."""
+    with ws.connect() as conn:
+        row = conn.execute(select(REQUESTS, USERS.c.email).join(USERS, USERS.c.id == REQUESTS.c.user_id)
+                           .where(REQUESTS.c.id == request_id)).first()
+        conn.rollback()
+    if row is None or not (row.user_id == actor.user_id or actor.has(Role.AUDITOR) or actor.has(Role.APPROVER, row.dataset)):
+        raise NotFoundError(f"no request with id {request_id}")
+    return RequestRecord.from_row(row, row.email)
+
+
 # ---------------------------------------------------------------- grants, revocation, termination
 
 
@@ -520,6 +532,16 @@ def lineage(ws: Workspace, ident: str) -> ArtefactRecord:
         email = _email_of(conn, row.owner_id)
     return ArtefactRecord(id=row.id, owner=email, description=row.description, inputs=json.loads(row.inputs),
                           created_at=row.created_at)
+
+
+def get_artefact(ws: Workspace, *, actor: Actor, ident: str) -> ArtefactRecord:
+    """An artefact's lineage for its owner, an approver, an auditor; anyone else gets not found."""
+    with ws.connect() as conn:
+        row = conn.execute(select(ARTEFACTS.c.owner_id).where(ARTEFACTS.c.id == ident)).first()
+        conn.rollback()
+    if row is None or not (row.owner_id == actor.user_id or actor.has(Role.AUDITOR) or actor.stewards() != frozenset()):
+        raise NotFoundError(f"no artefact '{ident}'")
+    return lineage(ws, ident)
 
 
 def tag_origins(ws: Workspace, *, actor: Actor, now: datetime, dataset_id: str, tags: Mapping[str, Iterable[str]]) -> int:

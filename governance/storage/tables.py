@@ -213,3 +213,68 @@ class ManifestFileRow(SQLModel, table=True):
     dataset: str = Field(primary_key=True, max_length=64)
     path: str = Field(primary_key=True, max_length=1024)
     sources: str  # JSON list of source ids
+
+
+class PasswordRow(SQLModel, table=True):
+    """A user's password hash (argon2id, PHC string); never the password."""
+
+    __tablename__ = "passwords"
+
+    user_id: str = Field(primary_key=True, foreign_key="users.id", max_length=36)
+    hash: str = Field(max_length=256)
+    set_at: str = Field(max_length=40)
+
+
+class AuthSessionRow(SQLModel, table=True):
+    """A login: access tokens name it (`sid`), a refresh token's digest rotates on each use;
+    logging out or an administrator's revocation ends every token of it."""
+
+    __tablename__ = "auth_sessions"
+
+    id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    refresh_digest: str = Field(max_length=64, unique=True)
+    created_at: str = Field(max_length=40)
+    expires_at: str = Field(max_length=40)
+    last_refresh_at: str | None = Field(default=None, max_length=40)
+    revoked_at: str | None = Field(default=None, max_length=40)
+    client: str = Field(max_length=256)
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """A loader's API key: the visible prefix, the secret's digest, its owner and scope."""
+
+    __tablename__ = "api_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    prefix: str = Field(max_length=16, unique=True)
+    digest: str = Field(max_length=64)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    name: str = Field(max_length=128)
+    datasets: str | None = None  # JSON list of dataset ids the key is limited to; None: all
+    created_at: str = Field(max_length=40)
+    last_used_at: str | None = Field(default=None, max_length=40)
+    revoked_at: str | None = Field(default=None, max_length=40)
+
+
+class LoginFailureRow(SQLModel, table=True):
+    """A failed login, kept for the rate limit (shared by every replica through the database)."""
+
+    __tablename__ = "login_failures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, index=True)
+    at: str = Field(max_length=40)
+
+
+class PublicKeyRow(SQLModel, table=True):
+    """A user's registered X25519 public key (Crypt4GH key format), for key release."""
+
+    __tablename__ = "public_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
+    key: str = Field(max_length=64, unique=True)  # base64 of the 32 raw bytes
+    name: str = Field(max_length=128)
+    created_at: str = Field(max_length=40)
+    revoked_at: str | None = Field(default=None, max_length=40)

@@ -51,3 +51,19 @@ def ws(db: Engine, tmp_path: Path) -> Workspace:
 
     settings = Settings(data_dir=tmp_path / "data", database_url=str(db.url), checkpoint_every=5)
     return Workspace(settings, db=db, mailer=OutboxMailer(tmp_path / "outbox", sender="governance@lab.example"))
+
+
+@pytest.fixture
+def api(ws: Workspace) -> Iterator[object]:
+    """The real FastAPI app over the `ws` workspace (SQLite, and PostgreSQL where configured),
+    driven in-process by Starlette's TestClient."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app(workspace=ws), raise_server_exceptions=False) as client:
+        yield client

@@ -44,3 +44,21 @@ def add_approver(ws: Workspace, address: str, dataset: str, *, organisation: str
     add_user(ws, address, organisation=organisation)
     grant_role(ws, actor=OPERATOR, now=NOW, email=address, role=Role.APPROVER, dataset=dataset, datasets=ws.policies.datasets)
     return load_actor(ws, address)
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def add_login(ws: Workspace, address: str, *, organisation: str | None = None, site: str | None = None,
+              verified: bool = True, password: str = PASSWORD) -> Actor:
+    """`add_user`, plus a password for logging in through the API."""
+    actor = add_user(ws, address, organisation=organisation, site=site, verified=verified)
+    ws.authenticator.set_password(actor=OPERATOR, now=NOW, email=address, password=password)
+    return actor
+
+
+def bearer(client: object, address: str, password: str = PASSWORD) -> dict[str, str]:
+    """Log in through the API; the Authorization header for the access token."""
+    response = client.post("/v1/auth/login", json={"email": address, "password": password})  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

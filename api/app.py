@@ -1,0 +1,57 @@
+"""The FastAPI app factory. `govern serve` runs `uvicorn --factory api.app:create_app`.
+
+Settings come from the environment when the factory is called (never at import time):
+GOVERNANCE_DATA_DIR, GOVERNANCE_DATABASE_URL, GOVERNANCE_POLICIES_DIR and the authentication
+settings documented in README.md. Routes are plain `def`: database and crypto calls block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from api import errors
+from api.v1 import auth, checks, datasets, researcher, steward
+from governance.config import Settings
+from governance.storage.db import require_current
+from governance.workspace import Workspace
+
+log = logging.getLogger("api")
+
+
+def create_app(settings: Settings | None = None, *, workspace: Workspace | None = None,
+               env: Mapping[str, str] | None = None) -> FastAPI:
+    """The app over one workspace (built from `env`, default the process environment)."""
+    environ = dict(os.environ if env is None else env)
+    if workspace is None:
+        policies = environ.get("GOVERNANCE_POLICIES_DIR")
+        workspace = Workspace(settings or Settings.from_env(environ), policies=Path(policies) if policies else None, env=environ)
+        require_current(workspace.db)
+    workspace.policies  # noqa: B018 - compile now, not on the first request
+    workspace.authenticator.keys  # noqa: B018 - load or create the token keys at start-up
+
+    app = FastAPI(
+        title="Data governance API",
+        version="1",
+        summary="Licence- and provenance-aware access decisions, approvals and audit.",
+        description="Authenticate with `POST /v1/auth/login` (people) or an API key (loaders), then send "
+                    "`Authorization: Bearer <token or key>`. Errors are RFC 9457 problem documents.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.workspace = workspace
+    app.state.debug = environ.get("GOVERNANCE_DEBUG") == "1"
+    errors.install(app)
+
+    @app.get("/v1/health", tags=["service"], summary="Liveness: answers without authentication")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in (auth.router, datasets.router, checks.router, researcher.router, steward.router):
+        app.include_router(router, prefix="/v1")
+    return app

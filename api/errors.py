@@ -1,0 +1,105 @@
+"""Core errors to RFC 9457 problem documents. Each error class has one status and a stable `type`;
+anything unexpected is a 500 that names a request id and nothing of the exception."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from governance.auth.jwt import InvalidTokenError
+from governance.auth.passwords import PasswordPolicyError
+from governance.auth.service import AuthenticationError, RateLimitedError
+from governance.errors import (
+    ClassifierConfigError,
+    ConflictError,
+    ForbiddenError,
+    GovernanceError,
+    LineageError,
+    NotFoundError,
+    WorkflowError,
+)
+from governance.identity.service import IdentityError
+from governance.identity.tokens import InvalidEmailError
+from governance.identity.tokens import InvalidTokenError as InvalidLinkError
+
+log = logging.getLogger("api")
+PROBLEM = "application/problem+json"
+TYPE_BASE = "urn:governance:problem:"
+
+# Most specific first: the first class an error is an instance of decides.
+_MAP: list[tuple[type[BaseException], int, str, str]] = [
+    (InvalidTokenError, 401, "unauthenticated", "Authentication required"),
+    (AuthenticationError, 401, "unauthenticated", "Authentication required"),
+    (RateLimitedError, 429, "rate-limited", "Too many attempts"),
+    (ForbiddenError, 403, "forbidden", "Not allowed"),
+    (NotFoundError, 404, "not-found", "Not found"),
+    (ConflictError, 409, "conflict", "Conflict"),
+    (InvalidLinkError, 400, "invalid-link", "The link is not valid"),
+    (InvalidEmailError, 422, "invalid-input", "Invalid input"),
+    (PasswordPolicyError, 422, "invalid-input", "Invalid input"),
+    (LineageError, 422, "invalid-lineage", "Invalid lineage"),
+    (WorkflowError, 422, "invalid-input", "Invalid input"),
+    (IdentityError, 422, "invalid-input", "Invalid input"),
+    (ClassifierConfigError, 422, "invalid-input", "Invalid input"),
+]
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _governance(request: Request, exc: Exception) -> JSONResponse:
+    for cls, status, slug, title in _MAP:
+        if isinstance(exc, cls):
+            if status == 401:
+                # SECURITY: one answer for every authentication failure; nothing says which check failed
+                return problem(401, slug, title, "a valid access token or API key is required")
+            if isinstance(exc, RateLimitedError):
+                resp = problem(status, slug, title, str(exc))
+                resp.headers["Retry-After"] = str(exc.retry_after)
+                return resp
+            return problem(status, slug, title, str(exc))
+    return problem(400, "bad-request", "Bad request", str(exc))
+
+
+def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200]} for e in exc.errors()[:20]]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"])
+    return problem(422, "invalid-input", "Invalid input", f"{where}: {first['msg']}" if where else str(first["msg"]),
+                   errors=errors)
+
+
+def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+            413: "too-large"}.get(exc.status_code, "http-error")
+    detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+    return problem(exc.status_code, slug, detail if exc.status_code != 401 else "Authentication required",
+                   detail if exc.status_code != 401 else "a valid access token or API key is required")
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex[:16]
+    # SECURITY: the exception's text may hold data; the log gets its type and the request id only,
+    # the traceback only when GOVERNANCE_DEBUG asks for it.
+    log.error("internal error %s in %s %s (%s)", request_id, request.method, request.url.path, type(exc).__name__,
+              exc_info=request.app.state.debug)
+    return problem(500, "internal", "Internal error", f"an internal error occurred; quote request id {request_id}",
+                   request_id=request_id)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(GovernanceError, _governance)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,284 @@
+"""API models: what comes in (`…In`, strict) and what goes out (`…Out`). Routes never return table
+rows; records from the services are copied into these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from governance.policy.decision import Decision
+
+MAX_BATCH = 100_000
+T = TypeVar("T")
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def of(cls, record: Any) -> Any:
+        return cls.model_validate(asdict(record) if is_dataclass(record) else record)
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: int | None = Field(None, description="pass as `cursor` for the next page; null on the last page")
+
+
+# ------------------------------------------------------------------ auth
+
+
+class LoginIn(In):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class RefreshIn(In):
+    refresh_token: str = Field(max_length=256)
+
+
+class TokenOut(Out):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class PasswordIn(In):
+    password: str = Field(max_length=1024)
+    current_password: str | None = Field(None, max_length=1024)
+
+
+class RoleOut(Out):
+    role: str
+    dataset: str
+
+
+class MeOut(Out):
+    id: str
+    email: str
+    email_verified: bool
+    organisation: str | None
+    site: str | None
+    roles: list[RoleOut]
+    authenticated_by: Literal["session", "api_key"]
+    key_datasets: list[str] | None = None
+
+
+class ApiKeyIn(In):
+    name: str = Field(min_length=1, max_length=128)
+    datasets: list[str] | None = Field(None, max_length=64, description="limit the key to these datasets")
+
+
+class ApiKeyOut(Out):
+    id: int
+    prefix: str
+    name: str
+    email: str
+    datasets: list[str] | None
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class NewApiKeyOut(ApiKeyOut):
+    key: str = Field(description="the key itself: shown this once, stored only as a digest")
+
+
+# ------------------------------------------------------------------ checks
+
+
+class CheckIn(In):
+    resource: str = Field(max_length=2048, description="dataset:path, or artefact:<id>")
+    action: str = Field(max_length=64)
+    purpose: str = Field(max_length=128)
+    destination: str | None = Field(None, max_length=32)
+
+
+class CheckOut(Out):
+    resource: str
+    decision: Decision
+
+
+class BatchCheckIn(In):
+    resources: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    action: str = Field(max_length=64)
+    purpose: str = Field(max_length=128)
+    destination: str | None = Field(None, max_length=32)
+
+
+class DecisionGroup(Out):
+    effect: Literal["permit", "deny"]
+    decision: Decision
+    resources: list[str]
+
+
+class BatchCheckOut(Out):
+    action: str
+    purpose: str
+    checked: int
+    permitted: int
+    denied: int
+    groups: list[DecisionGroup] = Field(description="resources sharing one decision, permits first")
+
+
+# ------------------------------------------------------------------ workflow records
+
+
+class RequestIn(In):
+    dataset: str = Field(max_length=64)
+    subsets: list[str] = Field(default_factory=list, max_length=64)
+    purpose: str = Field(max_length=128)
+    project: str = Field(max_length=4000)
+
+
+class RequestOut(Out):
+    id: int
+    user: str
+    dataset: str
+    subsets: list[str]
+    purpose: str
+    project: str
+    state: str
+    created_at: str
+    decided_at: str | None
+    decided_by: str | None
+    reason: str | None
+
+
+class ApproveIn(In):
+    days: int | None = Field(None, ge=1, le=3650)
+    note: str | None = Field(None, max_length=4000)
+
+
+class ReasonIn(In):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class GrantOut(Out):
+    id: int
+    user: str
+    request_id: int | None
+    scope: str
+    purpose: str
+    agreement_sha256: str | None
+    approver: str
+    starts: str
+    expires: str | None
+    revoked_at: str | None
+    revoked_by: str | None
+    revoke_reason: str | None
+    status: str
+
+
+class AcceptIn(In):
+    version: str = Field(max_length=128, description="the current agreement's version name or sha256")
+
+
+class AcceptanceOut(Out):
+    dataset: str
+    version: str
+    sha256: str
+    accepted_at: str
+
+
+class FormOut(Out):
+    id: int
+    user: str
+    dataset: str
+    agreement_sha256: str
+    document: str
+    uploaded_at: str
+    confirmed_by: str | None
+    confirmed_at: str | None
+
+
+class TerminateIn(In):
+    dataset: str = Field(max_length=64)
+    reason: str = Field(min_length=1, max_length=4000)
+    email: str | None = Field(None, max_length=320)
+    organisation: str | None = Field(None, max_length=64)
+
+
+class TerminationOut(Out):
+    id: int
+    dataset: str
+    holder: str
+    at: str
+    by: str
+    reason: str
+    grants_revoked: int
+
+
+class WaiverOut(Out):
+    id: int
+    holder: str
+    owner: str
+    dataset: str
+    action: str
+    destination: str | None
+    purpose: str | None
+    rule: str | None
+    subset: str | None
+    expires: str | None
+    document: str
+    recorded_at: str
+    revoked_at: str | None
+
+
+class ArtefactIn(In):
+    id: str = Field(max_length=64)
+    inputs: list[str] = Field(min_length=1, max_length=1000)
+    description: str = Field(min_length=1, max_length=4000)
+
+
+class ArtefactOut(Out):
+    id: str
+    owner: str
+    description: str
+    inputs: list[str]
+    created_at: str
+
+
+class ConfirmEmailIn(In):
+    token: str = Field(max_length=2048)
+
+
+class PublicKeyIn(In):
+    key: str = Field(max_length=512, description="a Crypt4GH public key file, or the base64 of its 32 bytes")
+    name: str = Field("default", min_length=1, max_length=128)
+
+
+class PublicKeyOut(Out):
+    id: int
+    name: str
+    key: str
+    created_at: str
+    revoked_at: str | None
+
+
+class DatasetOut(Out):
+    id: str
+    title: str
+    licensor: str | None
+    version: str | None
+    sha256: str | None
+    has_terms: bool
+    subsets: list[str]
+
+
+class VerifyOut(Out):
+    ok: bool
+    events: int
+    detail: str
+    first_bad: int | None = None
+
+
+class Message(Out):
+    detail: str

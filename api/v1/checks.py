@@ -1,0 +1,43 @@
+"""Access checks for loaders and people: one resource, or up to 100,000 in one call."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import WS, Caller, now
+from api.schemas import BatchCheckIn, BatchCheckOut, CheckIn, CheckOut, DecisionGroup
+from governance.approvals import state
+from governance.policy.decision import Decision
+
+router = APIRouter(tags=["checks"])
+
+
+@router.post("/check", response_model=CheckOut, summary="May the caller do this to one resource?")
+def check(body: CheckIn, caller: Caller, ws: WS) -> CheckOut:
+    """Decides from the caller's stored state; a denial is audited. The answer is the engine's
+    decision object: effect, reasons (code, clause, provenance), obligations, remedies."""
+    result = state.check(ws, email=caller.email, resources=[body.resource], action=body.action, purpose=body.purpose,
+                         destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets)
+    return CheckOut(resource=body.resource, decision=result.decisions[0])
+
+
+@router.post("/check/batch", response_model=BatchCheckOut, summary="Check many resources at once")
+def check_batch(body: BatchCheckIn, caller: Caller, ws: WS) -> BatchCheckOut:
+    """Resources sharing a decision are grouped (permits first), so 40,000 files of one subset
+    come back as one decision and the list of files."""
+    result = state.check(ws, email=caller.email, resources=body.resources, action=body.action, purpose=body.purpose,
+                         destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets)
+    groups: dict[int, tuple[Decision, list[str]]] = {}
+    for resource, decision in zip(body.resources, result.decisions, strict=True):
+        found = groups.get(id(decision))
+        if found is None:
+            groups[id(decision)] = (decision, [resource])
+        else:
+            found[1].append(resource)
+    merged: dict[Decision, list[str]] = {}
+    for decision, resources in groups.values():  # equal decisions held as distinct objects merge here
+        merged.setdefault(decision, []).extend(resources)
+    ordered = sorted(merged.items(), key=lambda kv: kv[0].effect != "permit")
+    return BatchCheckOut(action=body.action, purpose=body.purpose, checked=len(body.resources),
+                         permitted=len(body.resources) - result.denied, denied=result.denied,
+                         groups=[DecisionGroup(effect=d.effect, decision=d, resources=r) for d, r in ordered])
