@@ -7,7 +7,7 @@ SCENARIOS := $(if $(wildcard $(SHARED_SCENARIOS)),$(SHARED_SCENARIOS),tests/acce
 DEMO_DIR ?= .demo
 DEMO := GOVERNANCE_DATA_DIR=$(DEMO_DIR) GOVERNANCE_DATABASE_URL= $(BIN)/govern
 
-.PHONY: run explain demo test bench check lint clean
+.PHONY: run serve explain demo test bench check lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-## run: validate the policies, pass the acceptance scenarios, seed the demo (once) into $(DEMO_DIR) and use it
+PORT ?= 8000
+
+## run: validate the policies, pass the acceptance scenarios, seed the demo (once) into $(DEMO_DIR), use it, then serve the API on it
 run: $(VENV)/.installed-run
 	$(BIN)/govern policy validate
 	$(BIN)/govern check --scenarios $(SCENARIOS)
 	@$(MAKE) --no-print-directory demo
+	$(DEMO) serve --port $(PORT) --workers 2
+
+## serve: the HTTP API over the demo deployment (make demo first)
+serve: $(VENV)/.installed-run
+	$(DEMO) serve --port $(PORT) --workers 2
 
 ## demo: seed the demo deployment into $(DEMO_DIR) (once), list the steward's queue, decide, verify the audit chain
 demo: $(VENV)/.installed-run

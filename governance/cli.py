@@ -892,7 +892,7 @@ def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     Migrates the database first, then adds organisations, stewards, researchers with academic
     and free-mail addresses, and requests for all five datasets in every state."""
-    from governance.demo import ADMIN, AUDITOR, STEWARDS, seed
+    from governance.demo import ADMIN, AUDITOR, CREDENTIALS, STEWARDS, seed
     from governance.storage.db import upgrade
     from governance.workspace import Workspace
 
@@ -906,6 +906,7 @@ def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for ds_id, states in summary.requests.items():
         print(f"  {ds_id:13} " + ", ".join(f"{n} {st}" for st, n in sorted(states.items())))
     print(f"admin {ADMIN}, auditor {AUDITOR}, stewards: " + ", ".join(f"{a} ({d})" for d, a in STEWARDS.items()))
+    print(f"every demo user's password, and an API key for alice@ust.hk: {ws.settings.data_dir / CREDENTIALS} (0600)")
     print("try:\n"
           f"  govern --as {STEWARDS['genebody']} request list --state pending\n"
           "  govern check --user alice@ust.hk --resource genebody:train40/subject01/img_0001.jpg "
@@ -940,8 +941,21 @@ def serve(
     require_current(make_engine(settings.database_url))
     os.environ["GOVERNANCE_POLICIES_DIR"] = str(ctx.obj.policies_dir)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    print(f"governance API on http://{shown}:{port}  (docs: http://{shown}:{port}/docs; {workers} worker(s); Ctrl-C stops)",
-          flush=True)
+    base = f"http://{shown}:{port}"
+    print(f"governance API on {base}  (docs: {base}/docs; {workers} worker(s); Ctrl-C stops)")
+    from governance.demo import CREDENTIALS
+
+    creds = settings.data_dir / CREDENTIALS
+    if creds.exists():
+        print(f"demo logins are in {creds}; for example, in another terminal:\n"
+              f"  PW=$(sed -n 's/^password (every demo user): //p' {creds})\n"
+              f"  curl -s {base}/v1/auth/login -H 'content-type: application/json' "
+              "-d '{\"email\": \"steward@genebody.example\", \"password\": \"'$PW'\"}'\n"
+              f"  KEY=$(sed -n 's/^API key of alice@ust.hk: //p' {creds})\n"
+              f"  curl -s {base}/v1/check -H \"Authorization: Bearer $KEY\" -H 'content-type: application/json' "
+              "-d '{\"resource\": \"genebody:train40/subject01/img_0001.jpg\", \"action\": \"read\", "
+              "\"purpose\": \"research/non-commercial/academic\"}'")
+    sys.stdout.flush()
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level,
                 access_log=False, server_header=False)
 

@@ -7,10 +7,13 @@ withdrawn, approved then revoked, and approved then ended by the licensor's term
 
 from __future__ import annotations
 
+import os
+import secrets
 import struct
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -79,6 +82,8 @@ class DemoSummary:
     users: list[str] = field(default_factory=list)
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
     grants: int = 0
+    password: str = ""  # every demo user's password (random per deployment)
+    api_key: str = ""  # an API key of alice@ust.hk's, for a loader
 
     def count(self, dataset: str, state: str) -> None:
         self.requests.setdefault(dataset, {}).setdefault(state, 0)
@@ -222,5 +227,24 @@ def seed(ws: Workspace, *, now: datetime) -> DemoSummary:
     # A derivative with lineage.
     workflow.register_artefact(ws, actor=people["alice@ust.hk"], now=now, ident="alice-nerf-v1", inputs=["genebody/train40"],
                                description="Generalisable NeRF checkpoint trained on GeneBody Train40")
+    # Logins for the API and the console: one random password for every demo user, and an API
+    # key for alice's loader. Both are written to a 0600 file in the data directory.
+    summary.password = "demo-" + secrets.token_urlsafe(9)
+    for address in summary.users:
+        ws.authenticator.set_password(actor=admin, now=now, email=address, password=summary.password)
+    _, summary.api_key = ws.authenticator.create_api_key(actor=people["alice@ust.hk"], now=now, name="demo loader")
+    write_credentials(ws.settings.data_dir / CREDENTIALS, summary)
     ws.checkpoint()
     return summary
+
+
+CREDENTIALS = "demo-credentials.txt"
+
+
+def write_credentials(path: Path, summary: DemoSummary) -> None:
+    """The demo's logins, readable by the owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"password (every demo user): {summary.password}\n"
+                f"API key of alice@ust.hk: {summary.api_key}\n"
+                f"steward of genebody: {STEWARDS['genebody']}\nadmin: {ADMIN}\nauditor: {AUDITOR}\n")

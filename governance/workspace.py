@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
@@ -34,6 +34,7 @@ from governance.policy.compile import CompiledPolicies
 from governance.policy.evaluate import Engine as PolicyEngine
 from governance.policy.loader import bundled_policies_dir
 from governance.storage.db import READ_ONLY, make_engine
+from governance.storage.version import VersionedCache
 
 if TYPE_CHECKING:
     from governance.auth.service import Authenticator
@@ -85,6 +86,8 @@ class Workspace:
         self._lock = threading.Lock()
         self._engines: dict[tuple[frozenset[str], frozenset[str]], PolicyEngine] = {}
         self.checkpoint_failures = 0
+        # Subjects compiled at a state version (governance.approvals.state); never stale.
+        self.subjects: VersionedCache[Any] = VersionedCache(limit=10_000)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, policies: Path | None = None) -> Workspace:

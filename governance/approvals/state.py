@@ -1,9 +1,11 @@
 """Decisions from stored state: assemble one subject's facts, ask the engine, audit denials.
 
-A subject's state is read once per call in one read transaction (user, acceptances, forms,
-grants, waivers, terminations, domain lists), then the engine decides every resource of the
-batch against it. Nothing is cached across calls, so a revocation committed between two checks
-is seen by the second.
+A subject's state (user, acceptances, forms, grants, waivers, terminations, domain lists) is
+read in one read transaction, then the engine decides every resource of the batch against it.
+The compiled state is kept between calls only while the database's state version is unchanged:
+each call reads the version first (one small query), and every state change increments it in
+its own transaction (`governance.storage.version`). So a revocation committed between two
+checks, by any process, is seen by the second.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ from governance.identity.roles import domain_lists
 from governance.policy.compile import CompiledPolicies
 from governance.policy.decision import Decision, Reason, Remedy
 from governance.policy.facts import GrantFact, SubjectState, WaiverFact
+from governance.identity.tokens import normalise_email
+from governance.policy.evaluate import Engine as PolicyEngine
+from governance.policy.subject import SubjectView
 from governance.provenance.lineage import ARTEFACT_PREFIX, EMPTY, Provenance
+from governance.storage import version
 from governance.storage.tables import SiteRow
 from governance.types import ReasonCode
 from governance.workspace import Workspace
@@ -126,6 +132,17 @@ _OUT_OF_SCOPE = Decision(effect="deny", reasons=(Reason(code=ReasonCode.OUTSIDE_
 
 
 @dataclass(frozen=True)
+class _Known:
+    """A subject compiled at one state version (kept in `Workspace.subjects`)."""
+
+    user_id: str
+    email: str
+    disabled: bool
+    engine: PolicyEngine
+    subject: SubjectView
+
+
+@dataclass(frozen=True)
 class CheckResult:
     user: str
     decisions: list[Decision]
@@ -140,17 +157,25 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
     as outside the key's scope, artefacts included. Denials are audited (one event per call,
     naming the reasons and a sample of resources)."""
     policies = ws.policies
+    address = normalise_email(email)
     with ws.connect() as conn:
-        user = user_row(conn, email)
-        state = subject_state(conn, policies, user)
-        allow, deny = domain_lists(conn)
+        # INVARIANT: the version is read before anything it vouches for, in the same transaction
+        at_version = version.current(conn)
+        known = ws.subjects.get(address, at_version)
+        if known is None:
+            user = user_row(conn, address)
+            state = subject_state(conn, policies, user)
+            allow, deny = domain_lists(conn)
+            engine = ws.decision_engine(allow, deny)
+            known = _Known(user_id=user.id, email=user.email, disabled=bool(user.disabled), engine=engine,
+                           subject=engine.subject(state))
+            ws.subjects.put(address, at_version, known)
         prov = _provenance(conn, policies, resources)
         conn.rollback()  # a read; release SQLite's lock at once
-    if user.disabled:
+    if known.disabled:
         decisions = [_DISABLED] * len(resources)
     else:
-        engine = ws.decision_engine(allow, deny)
-        subject = engine.subject(state)
+        engine, subject = known.engine, known.subject
         if len(resources) == 1:
             decisions = [engine.decide(subject, action=action, resource=resources[0], purpose=purpose, destination=destination,
                                        now=now, provenance=prov)]
@@ -162,9 +187,9 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
             decisions = [d if r.partition(":")[0] in datasets else _OUT_OF_SCOPE for r, d in zip(resources, decisions, strict=True)]
     denied = sum(1 for d in decisions if d.effect != "permit")
     if denied:
-        _audit_denials(ws, now=now, actor=actor or f"user:{user.id}", user_id=user.id, action=action, purpose=purpose,
-                       destination=destination, resources=resources, decisions=decisions, denied=denied)
-    return CheckResult(user=user.email, decisions=decisions, denied=denied)
+        _audit_denials(ws, now=now, actor=actor or f"user:{known.user_id}", user_id=known.user_id, action=action,
+                       purpose=purpose, destination=destination, resources=resources, decisions=decisions, denied=denied)
+    return CheckResult(user=known.email, decisions=decisions, denied=denied)
 
 
 def _audit_denials(ws: Workspace, *, now: datetime, actor: str, user_id: str, action: str, purpose: str,

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, insert, select, text
 
 from governance.audit.chain import AuditEvent, Checkpoint, Verification, next_event, sign_checkpoint, verify_chain
 from governance.errors import GovernanceError
+from governance.storage import version
 from governance.storage.tables import AuditCheckpointRow, AuditEventRow
 
 EVENTS = AuditEventRow.__table__  # type: ignore[attr-defined]
@@ -89,6 +90,13 @@ def insert_events(conn: Connection, batch: list[AuditEvent]) -> None:
         conn.execute(insert(EVENTS), [event_row(ev) for ev in batch])
 
 
+# Events that record no change to the state decisions depend on: they leave the state version as
+# it is (everything else increments it, so a new kind of state change cannot be forgotten).
+NOT_STATE_CHANGES = frozenset({"access.check", "auth.login", "auth.logout", "auth.session_end", "email.verification_sent",
+                               "api_key.create", "api_key.revoke", "public_key.register", "public_key.revoke",
+                               "key.release", "audit.checkpoint"})
+
+
 def append(
     conn: Connection,
     *,
@@ -105,6 +113,8 @@ def append(
     ev = next_event(head(conn), at=at, actor=actor, action=action, target=target, outcome=outcome,
                     reasons=reasons, details=details)
     conn.execute(insert(EVENTS).values(**event_row(ev)))
+    if action not in NOT_STATE_CHANGES:
+        version.bump(conn)
     conn.info.setdefault(FIRST_SEQ, ev.seq)
     conn.info[LAST_SEQ] = ev.seq
     return ev

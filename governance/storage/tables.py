@@ -278,3 +278,13 @@ class PublicKeyRow(SQLModel, table=True):
     name: str = Field(max_length=128)
     created_at: str = Field(max_length=40)
     revoked_at: str | None = Field(default=None, max_length=40)
+
+
+class StateVersionRow(SQLModel, table=True):
+    """One row: a counter every state-changing transaction increments (with its audit event), so
+    a process may keep subjects' states while the counter is unchanged and knows when not to."""
+
+    __tablename__ = "state_version"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    version: int = 0

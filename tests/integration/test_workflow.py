@@ -184,7 +184,9 @@ def test_a_revocation_committed_between_two_checks_is_seen_by_the_second(ws: Wor
     files = [f"genebody:train40/subject{i:02d}/img_{j:04d}.jpg" for i in range(3) for j in range(100)]
     first = state.check(ws, email="alice@ust.hk", resources=files, action="read", purpose=ACADEMIC, now=NOW + timedelta(hours=1))
     assert first.denied == 0
-    # Another workspace (as another replica would) revokes; the first holds no cached state.
+    # The first workspace now holds alice compiled at the current state version.
+    assert ws.subjects.get("alice@ust.hk", _version(ws)) is not None
+    # Another workspace (as another replica would) revokes; the version moves, the entry lapses.
     other = Workspace(ws.settings, db=ws.db)
     workflow.revoke(other, actor=steward, now=NOW + timedelta(hours=1), grant_id=grant.id, reason="terminated contract")
     second = state.check(ws, email="alice@ust.hk", resources=files, action="read", purpose=ACADEMIC, now=NOW + timedelta(hours=1))
@@ -192,6 +194,31 @@ def test_a_revocation_committed_between_two_checks_is_seen_by_the_second(ws: Wor
     assert {d.codes for d in second.decisions} == {("grant_revoked",)}
     with pytest.raises(ConflictError, match="already revoked by steward@sensetime.com"):
         workflow.revoke(ws, actor=steward, now=NOW, grant_id=grant.id, reason="again")
+
+
+def _version(ws: Workspace) -> int:
+    from governance.storage import version
+
+    with ws.connect() as conn:
+        return version.current(conn)
+
+
+def test_a_subject_is_compiled_once_per_state_version_and_again_after_any_change(ws: Workspace) -> None:
+    me = ready_researcher(ws)
+    files = ["genebody:train40/subject01/img_0001.jpg"]
+    state.check(ws, email="alice@ust.hk", resources=files, action="read", purpose=ACADEMIC, now=NOW)
+    at = _version(ws)
+    kept = ws.subjects.get("alice@ust.hk", at)
+    assert kept is not None
+    # A denied check audits, but changes no state: the version and the compiled subject stay.
+    state.check(ws, email="alice@ust.hk", resources=files, action="read", purpose=ACADEMIC, now=NOW)
+    assert _version(ws) == at and ws.subjects.get("alice@ust.hk", at) is kept
+    # Any state change, even someone else's, moves the version: the next check recompiles.
+    workflow.accept_agreement(ws, actor=me, now=NOW, email="alice@ust.hk", dataset_id="2k2k", version=ws.policies.datasets["2k2k"].version or "",
+                              client="test")
+    assert _version(ws) == at + 1 and ws.subjects.get("alice@ust.hk", at + 1) is None
+    state.check(ws, email="alice@ust.hk", resources=files, action="read", purpose=ACADEMIC, now=NOW)
+    assert ws.subjects.get("alice@ust.hk", at + 1) is not kept
 
 
 def test_termination_of_a_user_and_of_an_organisation(ws: Workspace) -> None:
