@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -34,7 +35,16 @@ def create_app(settings: Settings | None = None, *, workspace: Workspace | None 
     workspace.policies  # noqa: B018 - compile now, not on the first request
     workspace.authenticator.keys  # noqa: B018 - load or create the token keys at start-up
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        workspace.start_group_commit()
+        try:
+            yield
+        finally:
+            workspace.close()  # commit every audit event still queued
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Data governance API",
         version="1",
         summary="Licence- and provenance-aware access decisions, approvals and audit.",

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from governance.audit import store as audit
 from governance.audit.chain import Checkpoint
+from governance.audit.writer import CheckpointPolicy, GroupCommitWriter
 from governance.config import Settings
 from governance.errors import GovernanceError
 from governance.identity.institutional import InstitutionalClassifier
@@ -88,6 +89,9 @@ class Workspace:
         self.checkpoint_failures = 0
         # Subjects compiled at a state version (governance.approvals.state); never stale.
         self.subjects: VersionedCache[Any] = VersionedCache(limit=10_000)
+        # High-volume audit events (denied checks) go through group commit when a long-lived
+        # process (the API) starts one; short-lived ones (the CLI) append directly.
+        self.audit_writer: GroupCommitWriter | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, policies: Path | None = None) -> Workspace:
@@ -135,6 +139,22 @@ class Workspace:
         # Only reached after a commit.
         if last is not None and first is not None:
             self._checkpoint_if_due(first, last)
+
+    def start_group_commit(self) -> GroupCommitWriter:
+        """Start the group-commit writer for this process (idempotent); `close()` stops it."""
+        with self._lock:
+            if self.audit_writer is None:
+                policy = CheckpointPolicy(key=audit.load_or_create_key(self.settings.audit_key_path),
+                                          out=self.settings.checkpoint_path, every=self.settings.checkpoint_every) \
+                    if self.settings.checkpoint_every > 0 else None
+                self.audit_writer = GroupCommitWriter(self.db, checkpoints=policy)
+            return self.audit_writer
+
+    def close(self) -> None:
+        """Commit what the group-commit writer holds and stop it."""
+        writer, self.audit_writer = self.audit_writer, None
+        if writer is not None:
+            writer.close()
 
     def connect(self) -> Connection:
         """A connection for reading (on SQLite it does not take the write lock; never write on it)."""

@@ -207,6 +207,13 @@ def _audit_denials(ws: Workspace, *, now: datetime, actor: str, user_id: str, ac
             sample.append(r[:300])
     details = {"action": action[:64], "purpose": purpose[:128], "destination": destination[:32] if destination else None,
                "denied": denied, "checked": len(resources), "resources": sample}
+    writer = ws.audit_writer
+    if writer is not None:
+        # SECURITY: the caller learns its answer only once the denial is durable; a failed batch
+        # raises here, so an unaudited denial is an error, never a silent success.
+        writer.submit(at=now, actor=actor, action="access.check", target=f"user:{user_id}", outcome="denied",
+                      reasons=sorted(codes), details=details).result(timeout=30)
+        return
     with ws.begin() as conn:
         audit.append(conn, at=now, actor=actor, action="access.check", target=f"user:{user_id}", outcome="denied",
                      reasons=sorted(codes), details=details)
