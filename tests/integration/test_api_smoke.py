@@ -3,6 +3,8 @@ be revoked, be refused; an API key checks like a token."""
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from governance.workspace import Workspace
 from tests.integration.helpers import ACADEMIC, FORM_PDF, NOW, OPERATOR, add_approver, add_login, bearer
 
@@ -24,6 +26,10 @@ def test_request_approve_check_revoke_check_through_the_api(ws: Workspace, api: 
     body = {"resource": TRAIN, "action": "read", "purpose": ACADEMIC}
     before = c.post("/v1/check", headers=alice, json=body).json()["decision"]
     assert before["effect"] == "deny" and "no_grant" in [r["code"] for r in before["reasons"]]
+    # the denial was made durable (through group commit) before the answer came back
+    with ws.connect() as conn:
+        audited = conn.execute(text("SELECT count(*) FROM audit_events WHERE action = 'access.check'")).scalar_one()
+    assert audited == 1
     grants = c.post(f"/v1/requests/{req.json()['id']}/approve", headers=steward, json={})
     assert grants.status_code == 200, grants.text
     assert c.post("/v1/check", headers=alice, json=body).json()["decision"]["effect"] == "permit"
