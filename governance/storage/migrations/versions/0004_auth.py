@@ -1,5 +1,4 @@
-"""Passwords, login sessions, API keys, failed logins for the rate limit, users' public keys, and
-the state version (a counter each state change increments, for validated caches).
+"""Passwords, login sessions, API keys, failed logins for the rate limit, users' public keys.
 
 Revision ID: 0004
 Revises: 0003
@@ -60,14 +59,7 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.String(40), nullable=True),
     )
 
-    version = op.create_table(
-        "state_version",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("version", sa.BigInteger, nullable=False),
-    )
-    op.bulk_insert(version, [{"id": 1, "version": 0}])
-
 
 def downgrade() -> None:
-    for table in ("state_version", "public_keys", "login_failures", "api_keys", "auth_sessions", "passwords"):
+    for table in ("public_keys", "login_failures", "api_keys", "auth_sessions", "passwords"):
         op.drop_table(table)
