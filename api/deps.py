@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from governance.auth.service import AuthenticationError, Principal
@@ -15,7 +16,11 @@ from governance.workspace import Workspace
 _bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login, or an API key (gk_…)")
 
 
-def workspace(request: Request) -> Workspace:
+# Dependencies are `async def` where they do no I/O: FastAPI runs every sync dependency in the
+# thread pool, and a hop costs more than a whole cached authentication.
+
+
+async def workspace(request: Request) -> Workspace:
     ws: Workspace = request.app.state.workspace
     return ws
 
@@ -30,16 +35,21 @@ def client_label(request: Request) -> str:
     return f"{host} {agent}".strip()
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ws: Annotated[Workspace, Depends(workspace)],
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <token or API key>` or `X-API-Key`."""
+    """The caller, from `Authorization: Bearer <token or API key>` or `X-API-Key`. A credential
+    verified within the cache bound is answered here; anything else reads the database in the
+    thread pool."""
     raw = credentials.credentials if credentials is not None else request.headers.get("x-api-key")
     if not raw:
         raise AuthenticationError()
-    return ws.authenticator.authenticate(raw, now=now())
+    found = ws.authenticator.cached(raw)
+    if found is not None:
+        return found
+    return await run_in_threadpool(ws.authenticator.authenticate, raw, now=now())
 
 
 WS = Annotated[Workspace, Depends(workspace)]

@@ -157,8 +157,14 @@ class Workspace:
             writer.close()
 
     def connect(self) -> Connection:
-        """A connection for reading (on SQLite it does not take the write lock; never write on it)."""
-        return self.db.connect().execution_options(**{READ_ONLY: True})
+        """A connection for reading; never write on it. On SQLite it reads a WAL snapshot without
+        the write lock. On PostgreSQL it runs in autocommit: no BEGIN and ROLLBACK round trips,
+        and nothing is lost, since under READ COMMITTED each statement sees its own snapshot
+        anyway (readers that need an order, like the state version first, issue it in order)."""
+        conn = self.db.connect()
+        if conn.dialect.name == "postgresql":
+            return conn.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
+        return conn.execution_options(**{READ_ONLY: True})
 
     def _checkpoint_if_due(self, first: int, last: int) -> None:
         every = self.settings.checkpoint_every

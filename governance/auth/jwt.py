@@ -11,6 +11,7 @@ with no detail for the caller.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import math
 import os
@@ -77,7 +78,11 @@ class TokenKeys:
         directory.mkdir(parents=True, exist_ok=True)
         files = sorted(directory.glob("*.pem"))
         if not files:
-            _create_key(directory)
+            # INVARIANT: replicas starting together on a new directory agree on one first key
+            with open(directory / ".create.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not sorted(directory.glob("*.pem")):
+                    _create_key(directory)
             files = sorted(directory.glob("*.pem"))
         keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         for path in files:

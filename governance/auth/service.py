@@ -166,6 +166,13 @@ class Authenticator:
 
     # ---------------------------------------------------------------- presented credentials
 
+    def cached(self, credential: str) -> Principal | None:
+        """The principal for a credential verified within the cache bound, without any I/O (so an
+        async adapter can answer it without a thread hop); None means call `authenticate`."""
+        if not isinstance(credential, str) or not credential or len(credential) > jwt.MAX_TOKEN_BYTES:
+            return None
+        return self.cache.get(hashlib.sha256(credential.encode()).hexdigest())
+
     def authenticate(self, credential: str, *, now: datetime) -> Principal:
         """The principal behind a bearer credential (an access token or an API key), or
         `AuthenticationError`. Never raises anything else."""
@@ -195,7 +202,10 @@ class Authenticator:
         with self.ws.connect() as conn:
             row = conn.execute(select(SESSIONS.c.user_id, SESSIONS.c.revoked_at, SESSIONS.c.expires_at)
                                .where(SESSIONS.c.id == claims.session)).first()
-            if row is None or row.revoked_at is not None or row.user_id != claims.subject:
+            # INVARIANT: an access token never outlives its session, even one refreshed just before
+            # the session's end.
+            if (row is None or row.revoked_at is not None or row.user_id != claims.subject
+                    or (parse_time(row.expires_at) or now) <= now):
                 raise AuthenticationError()
             actor = _actor(conn, row.user_id)
             conn.rollback()

@@ -68,7 +68,10 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
     connect_args: dict[str, Any] = {}
     if schema is not None:
         connect_args["options"] = f"-csearch_path={schema}"
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    # No pre-ping: it costs a round trip per checkout on the hot path. A connection that died
+    # (a server restart) fails its statement once, SQLAlchemy then discards the whole pool, and
+    # the caller gets an error, never an answer (fail closed).
+    return create_engine(url, pool_recycle=1800, connect_args=connect_args)
 
 
 def _config(connection: Any) -> Config:
