@@ -24,6 +24,7 @@ from governance.errors import (
     NotFoundError,
     WorkflowError,
 )
+from governance.identity.mail import MailDeliveryError
 from governance.identity.service import IdentityError
 from governance.identity.tokens import InvalidEmailError
 from governance.identity.tokens import InvalidTokenError as InvalidLinkError
@@ -47,7 +48,31 @@ _MAP: list[tuple[type[BaseException], int, str, str]] = [
     (WorkflowError, 422, "invalid-input", "Invalid input"),
     (IdentityError, 422, "invalid-input", "Invalid input"),
     (ClassifierConfigError, 422, "invalid-input", "Invalid input"),
+    (MailDeliveryError, 503, "mail-unavailable", "Mail unavailable"),
 ]
+
+_DESCRIPTIONS = {
+    400: "The verification link is not valid",
+    401: "No valid access token or API key (the answer never says which check failed)",
+    403: "Authenticated, but the caller's roles do not allow this",
+    404: "No such record, or one the caller may not see",
+    409: "The record changed first (already decided, revoked, confirmed or registered)",
+    422: "Invalid input",
+    429: "Too many failed attempts; retry after Retry-After seconds",
+    500: "Internal error: the problem names a request id and nothing else",
+    503: "A service this needs (the mail server) is unavailable",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` documenting these statuses as problem documents (for routers and routes)."""
+    return {status: {"description": _DESCRIPTIONS[status],
+                     "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for status in statuses}
+
+
+# What every authenticated route can answer besides its success.
+AUTHENTICATED = responses(401, 403, 404, 409, 422, 500)
 
 
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -66,8 +91,14 @@ def _governance(request: Request, exc: Exception) -> JSONResponse:
                 resp = problem(status, slug, title, str(exc))
                 resp.headers["Retry-After"] = str(exc.retry_after)
                 return resp
+            if isinstance(exc, MailDeliveryError):
+                # SECURITY: the message names the mail server or the outbox path; the log keeps it
+                log.error("mail delivery failed in %s %s: %s", request.method, request.url.path, exc)
+                return problem(status, slug, title, "the message could not be sent; try again later")
             return problem(status, slug, title, str(exc))
-    return problem(400, "bad-request", "Bad request", str(exc))
+    # A core error no class above covers (the database, the audit key, the policies) is the
+    # service's fault, not the caller's: a 500 that says nothing of it.
+    return _unexpected(request, exc)
 
 
 def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -98,8 +129,28 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
                    request_id=request_id)
 
 
+def document(app: FastAPI) -> None:
+    """Serve the Problem schema that `responses()` refers to in the OpenAPI document."""
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    from api.schemas import Problem
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description,
+                               routes=app.routes)
+            _, defs = models_json_schema([(Problem, "serialization")], ref_template="#/components/schemas/{model}")
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(GovernanceError, _governance)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(Exception, _unexpected)
+    document(app)

@@ -282,3 +282,24 @@ class VerifyOut(Out):
 
 class Message(Out):
     detail: str
+
+
+# ------------------------------------------------------------------ errors
+
+
+class ProblemItem(BaseModel):
+    loc: list[str] = Field(description="where in the request: body, query, path or header, then the field")
+    msg: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (served as application/problem+json)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="a stable URI naming the kind of problem, e.g. urn:governance:problem:not-found")
+    title: str = Field(description="a short, fixed summary of the kind of problem")
+    status: int = Field(ge=400, le=599)
+    detail: str = Field(description="this occurrence, in one sentence")
+    errors: list[ProblemItem] | None = Field(None, description="invalid input: each field refused, at most 20")
+    request_id: str | None = Field(None, description="internal errors: quote it to the operators")

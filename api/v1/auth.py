@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
+from api import errors
 from api.deps import WS, Caller, client_label, now
 from api.v1.common import Id
 from api.schemas import ApiKeyIn, ApiKeyOut, LoginIn, MeOut, Message, NewApiKeyOut, PasswordIn, RefreshIn, TokenOut
 from governance.identity import service as identity
 
-router = APIRouter(tags=["authentication"])
+router = APIRouter(tags=["authentication"], responses=errors.responses(401, 422, 500))
 
 
-@router.post("/auth/login", response_model=TokenOut, summary="Log in with e-mail and password")
+@router.post("/auth/login", response_model=TokenOut, responses=errors.responses(429), summary="Log in with e-mail and password")
 def login(body: LoginIn, request: Request, ws: WS) -> TokenOut:
     """Returns a short-lived access token and a refresh token. Failed attempts are audited and
     limited per account; too many in the window answer 429 with Retry-After."""
@@ -42,7 +43,7 @@ def me(caller: Caller, ws: WS) -> MeOut:
                  key_datasets=sorted(caller.datasets) if caller.datasets is not None else None)
 
 
-@router.put("/me/password", response_model=Message, summary="Set the caller's password")
+@router.put("/me/password", response_model=Message, responses=errors.responses(403), summary="Set the caller's password")
 def set_password(body: PasswordIn, caller: Caller, ws: WS) -> Message:
     """Needs the current password; ends every session of the account."""
     ws.authenticator.set_password(actor=caller.actor, now=now(), email=caller.email, password=body.password,
@@ -62,6 +63,6 @@ def create_api_key(body: ApiKeyIn, caller: Caller, ws: WS) -> NewApiKeyOut:
     return NewApiKeyOut.model_validate({**ApiKeyOut.of(record).model_dump(), "key": key})
 
 
-@router.delete("/me/api-keys/{key_id}", response_model=ApiKeyOut, summary="Revoke an API key")
+@router.delete("/me/api-keys/{key_id}", response_model=ApiKeyOut, responses=errors.responses(404), summary="Revoke an API key")
 def revoke_api_key(key_id: Id, caller: Caller, ws: WS) -> ApiKeyOut:
     return ApiKeyOut.of(ws.authenticator.revoke_api_key(actor=caller.actor, now=now(), key_id=key_id))

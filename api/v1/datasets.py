@@ -6,13 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from api import errors
 from api.deps import WS, Caller
 from api.schemas import DatasetOut
 from governance.approvals import workflow
 from governance.errors import NotFoundError
 from governance.policy.show import show_json
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(tags=["datasets"], responses=errors.AUTHENTICATED)
 
 
 @router.get("/datasets", response_model=list[DatasetOut], summary="Every governed dataset")

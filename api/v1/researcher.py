@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, UploadFile, status
 from fastapi.responses import HTMLResponse
 
+from api import errors
 from api.deps import WS, Caller, client_label, now
 from api.schemas import (
     AcceptanceOut,
@@ -33,7 +34,7 @@ from governance.errors import GovernanceError, WorkflowError
 from governance.identity import publickeys
 from governance.identity import service as identity
 
-router = APIRouter(tags=["researchers"])
+router = APIRouter(tags=["researchers"], responses=errors.AUTHENTICATED)
 MAX_UPLOAD = 10 * 1024 * 1024
 State = Annotated[str | None, Query(pattern="^(pending|approved|denied|withdrawn)$")]
 DatasetQ = Annotated[str | None, Query(max_length=64)]
@@ -97,7 +98,8 @@ def list_forms(caller: Caller, ws: WS, dataset: DatasetQ = None, pending: bool =
     return paginate(items, cursor=cursor, limit=limit, out=FormOut.of)
 
 
-@router.post("/me/email/verification", response_model=Message, summary="Mail a verification link to the caller's address")
+@router.post("/me/email/verification", response_model=Message, responses=errors.responses(503),
+             summary="Mail a verification link to the caller's address")
 def send_verification(request: Request, caller: Caller, ws: WS) -> Message:
     link = os.environ.get("GOVERNANCE_VERIFY_URL") or str(request.url_for("verify_email_page"))
     identity.send_verification(engine=ws, mailer=ws.mailer, secret=ws.token_secret, now=now(), user_id=caller.user_id,
@@ -115,7 +117,7 @@ def verify_email_page(token: Annotated[str, Query(max_length=2048)] = "") -> HTM
     return HTMLResponse(page, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
-@router.post("/verify-email", response_model=Message, summary="Redeem a verification link's token")
+@router.post("/verify-email", response_model=Message, responses=errors.responses(400), summary="Redeem a verification link's token")
 def verify_email(body: ConfirmEmailIn, ws: WS) -> Message:
     user = identity.verify_email(engine=ws, secret=ws.token_secret, now=now(), token=body.token)
     return Message(detail=f"{user.email} is verified")

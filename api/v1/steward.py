@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, UploadFile, status
 
+from api import errors
 from api.deps import WS, Caller, now
 from api.schemas import ApproveIn, FormOut, GrantOut, Message, ReasonIn, RequestOut, TerminateIn, TerminationOut, VerifyOut, WaiverOut
 from api.v1.common import Id
@@ -15,7 +16,7 @@ from governance.approvals import workflow
 from governance.audit.service import verify_audit
 from governance.errors import WorkflowError
 
-router = APIRouter(tags=["approvers"])
+router = APIRouter(tags=["approvers"], responses=errors.AUTHENTICATED)
 MAX_LETTER = 10 * 1024 * 1024
 Opt = Annotated[str | None, Form(max_length=128)]
 

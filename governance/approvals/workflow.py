@@ -112,6 +112,13 @@ def _text(value: str, what: str) -> str:
     return value
 
 
+def _sees(actor: Actor, user_id: str | None, ds: str) -> bool:
+    """Whether a record of `user_id` under dataset `ds` is visible to the actor at all: its own,
+    an approver of the dataset, an auditor. Anyone else is told it does not exist, so ids cannot
+    be probed (a refusal would name the record's dataset)."""
+    return (user_id is not None and user_id == actor.user_id) or actor.has(Role.AUDITOR) or actor.has(Role.APPROVER, ds)
+
+
 def _self_or(actor: Actor, user_id: str, role: Role, ds: str | None = None) -> None:
     """The user acting for themselves, or someone holding `role`."""
     if actor.user_id != user_id:
@@ -169,7 +176,7 @@ def confirm_signature(ws: Workspace, *, actor: Actor, now: datetime, form_id: in
     """An approver confirms that a form bears the user's hand signature."""
     with ws.begin() as conn:
         row = conn.execute(select(FORMS).where(FORMS.c.id == form_id)).first()
-        if row is None:
+        if row is None or not _sees(actor, row.user_id, row.dataset):
             raise NotFoundError(f"no signed form with id {form_id}")
         actor.require(Role.APPROVER, row.dataset)
         done = conn.execute(update(FORMS).where(FORMS.c.id == form_id, FORMS.c.confirmed_at.is_(None))
@@ -352,7 +359,7 @@ def revoke(ws: Workspace, *, actor: Actor, now: datetime, grant_id: int, reason:
     why = _text(reason, "a reason for the revocation")
     with ws.begin() as conn:
         row = conn.execute(select(GRANTS).where(GRANTS.c.id == grant_id)).first()
-        if row is None:
+        if row is None or not _sees(actor, row.user_id, row.dataset):
             raise NotFoundError(f"no grant with id {grant_id}")
         actor.require(Role.APPROVER, row.dataset)
         done = conn.execute(update(GRANTS).where(GRANTS.c.id == grant_id, GRANTS.c.revoked_at.is_(None))
@@ -463,7 +470,7 @@ def record_waiver(ws: Workspace, *, actor: Actor, now: datetime, terms: str, act
 def revoke_waiver(ws: Workspace, *, actor: Actor, now: datetime, waiver_id: int) -> None:
     with ws.begin() as conn:
         row = conn.execute(select(WAIVERS).where(WAIVERS.c.id == waiver_id)).first()
-        if row is None:
+        if row is None or not _sees(actor, row.user_id, row.dataset):
             raise NotFoundError(f"no waiver with id {waiver_id}")
         actor.require(Role.APPROVER, row.dataset)
         done = conn.execute(update(WAIVERS).where(WAIVERS.c.id == waiver_id, WAIVERS.c.revoked_at.is_(None))
@@ -584,3 +591,20 @@ def list_forms(ws: Workspace, *, actor: Actor, dataset_id: str | None = None, pe
         return [FormRecord(id=r.id, user=r.email, dataset=r.dataset, agreement_sha256=r.agreement_sha256, document=r.document,
                            uploaded_at=r.uploaded_at, confirmed_by=r.confirmed_by, confirmed_at=r.confirmed_at)
                 for r in conn.execute(query).all()]
+
+
+def list_acceptances(ws: Workspace, *, actor: Actor, email: str | None = None) -> list[dict[str, Any]]:
+    """A user's agreement acceptances, newest last, each marked current or outdated against the
+    agreement text in force (DESIGN §3.4). Someone else's: administrators and auditors only."""
+    with ws.connect() as conn:
+        user = user_row(conn, email or actor.email or "")
+        if user.id != actor.user_id:
+            actor.require(Role.AUDITOR)
+        rows = conn.execute(select(ACCEPTANCES).where(ACCEPTANCES.c.user_id == user.id).order_by(ACCEPTANCES.c.id)).all()
+        conn.rollback()
+    out = []
+    for r in rows:
+        ds = ws.policies.datasets.get(r.dataset)
+        out.append({"id": r.id, "dataset": r.dataset, "version": r.version, "sha256": r.sha256, "accepted_at": r.accepted_at,
+                    "current": ds is not None and ds.sha256 == r.sha256})
+    return out
