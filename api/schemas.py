@@ -188,6 +188,11 @@ class AcceptanceOut(Out):
     accepted_at: str
 
 
+class AcceptanceRecordOut(AcceptanceOut):
+    id: int
+    current: bool = Field(description="false once the dataset's agreement text has changed: accept the new one")
+
+
 class FormOut(Out):
     id: int
     user: str

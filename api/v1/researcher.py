@@ -15,6 +15,7 @@ from api import errors
 from api.deps import WS, Caller, client_label, now
 from api.schemas import (
     AcceptanceOut,
+    AcceptanceRecordOut,
     AcceptIn,
     ArtefactIn,
     ArtefactOut,
@@ -73,6 +74,11 @@ def list_grants(caller: Caller, ws: WS, dataset: DatasetQ = None, active: bool =
                 limit: Limit = 100) -> dict[str, Any]:
     items = workflow.list_grants(ws, actor=caller.actor, now=now(), dataset_id=dataset, active=active)
     return paginate(items, cursor=cursor, limit=limit, out=GrantOut.of)
+
+
+@router.get("/me/acceptances", response_model=list[AcceptanceRecordOut], summary="The caller's agreement acceptances")
+def list_acceptances(caller: Caller, ws: WS) -> list[AcceptanceRecordOut]:
+    return [AcceptanceRecordOut.model_validate(a) for a in workflow.list_acceptances(ws, actor=caller.actor)]
 
 
 @router.post("/agreements/{dataset_id}/accept", response_model=AcceptanceOut, status_code=status.HTTP_201_CREATED,

@@ -87,7 +87,7 @@ class TokenKeys:
         keys: dict[str, ec.EllipticCurvePrivateKey] = {}
         for path in files:
             kid = path.stem
-            if not _KID.match(kid):
+            if not _KID.fullmatch(kid):
                 raise SigningKeyError(f"token key file {path} has a name that is not a key id (lowercase letters, digits, '-')")
             keys[kid] = _read_key(path)
         return cls(private=keys, active=files[-1].stem)
@@ -204,14 +204,14 @@ def verify(token: str, keys: TokenKeys, *, issuer: str, audience: str, now: date
 
 
 def _verify(token: str, keys: TokenKeys, *, issuer: str, audience: str, now: datetime, max_lifetime: int) -> TokenClaims:
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not _SHAPE.match(token):
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not _SHAPE.fullmatch(token):
         raise InvalidTokenError()  # also refuses a JWE (five segments) and an unsigned token
     head_b64, body_b64, sig_b64 = token.split(".")
     header = _json(_b64(head_b64))
     if set(header) - _HEADER_KEYS or header.get("alg") != ALGORITHM or header.get("typ", "JWT") != "JWT":
         raise InvalidTokenError()  # jku, x5u, jwk, x5c, crit, b64 ... are never honoured
     kid = header.get("kid")
-    if not isinstance(kid, str) or not _KID.match(kid):
+    if not isinstance(kid, str) or not _KID.fullmatch(kid):
         raise InvalidTokenError()
     public = keys.public(kid)
     if public is None:

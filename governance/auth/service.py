@@ -295,8 +295,8 @@ class Authenticator:
                            expires_in=self.settings.access_token_seconds, email=email)
 
     def refresh(self, *, refresh_token: str, now: datetime) -> LoginResult:
-        """New tokens for a live session; the refresh token rotates. Presenting a refresh token
-        that was already used ends the whole session (it may have been stolen)."""
+        """New tokens for a live session; the refresh token rotates. Presenting the refresh token
+        that the last refresh spent ends the whole session (it may have been stolen)."""
         session, sep, secret = (refresh_token or "").partition(".")
         if not sep or len(session) != 32 or not secret or len(secret) > 128:
             raise AuthenticationError()
@@ -305,7 +305,13 @@ class Authenticator:
             row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session)).first()
             if row is None or row.revoked_at is not None or (parse_time(row.expires_at) or now) <= now:
                 raise AuthenticationError()
-            if not hmac.compare_digest(row.refresh_digest, _digest(secret)):
+            presented = _digest(secret)
+            if not hmac.compare_digest(row.refresh_digest, presented):
+                # Only the token this session's last refresh spent counts as reuse (a stolen copy
+                # used twice); anything else is a guess by someone who read the session id from an
+                # access token, and must not be able to end the session.
+                if row.previous_digest is None or not hmac.compare_digest(row.previous_digest, presented):
+                    raise AuthenticationError()
                 conn.execute(update(SESSIONS).where(SESSIONS.c.id == session).values(revoked_at=iso(now)))
                 audit.append(conn, at=now, actor=f"user:{row.user_id}", action="auth.session_end", target=f"session:{session}",
                              outcome="ok", reasons=["refresh_token_reused"])
@@ -315,7 +321,8 @@ class Authenticator:
                 reused = False
                 actor = None
                 done = conn.execute(update(SESSIONS).where(SESSIONS.c.id == session, SESSIONS.c.refresh_digest == row.refresh_digest)
-                                    .values(refresh_digest=_digest(new_secret), last_refresh_at=iso(now)))
+                                    .values(refresh_digest=_digest(new_secret), previous_digest=row.refresh_digest,
+                                            last_refresh_at=iso(now)))
                 if done.rowcount != 1:
                     raise AuthenticationError()
                 actor = _actor(conn, row.user_id)

@@ -234,6 +234,7 @@ class AuthSessionRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     user_id: str = Field(foreign_key="users.id", max_length=36, index=True)
     refresh_digest: str = Field(max_length=64, unique=True)
+    previous_digest: str | None = Field(default=None, max_length=64)  # the refresh token the last refresh spent
     created_at: str = Field(max_length=40)
     expires_at: str = Field(max_length=40)
     last_refresh_at: str | None = Field(default=None, max_length=40)

@@ -42,3 +42,13 @@ def test_request_approve_check_revoke_check_through_the_api(ws: Workspace, api: 
     after = c.post("/v1/check", headers=alice, json=body).json()["decision"]
     assert after["effect"] == "deny" and "grant_revoked" in [r["code"] for r in after["reasons"]]
     assert c.post(f"/v1/requests/{req.json()['id']}/approve", headers=alice, json={}).status_code in (403, 404)
+
+
+def test_acceptances_are_listed_and_marked_current(ws: Workspace, api: object) -> None:
+    c = api
+    add_login(ws, "alice@ust.hk", organisation="hkust")
+    alice = bearer(c, "alice@ust.hk")
+    assert c.get("/v1/me/acceptances", headers=alice).json() == []
+    assert c.post("/v1/agreements/genebody/accept", headers=alice, json={"version": "seed-001"}).status_code == 201
+    listed = c.get("/v1/me/acceptances", headers=alice).json()
+    assert [(a["dataset"], a["version"], a["current"]) for a in listed] == [("genebody", "seed-001", True)]

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id"), nullable=False, index=True),
         sa.Column("refresh_digest", sa.String(64), nullable=False, unique=True),
+        sa.Column("previous_digest", sa.String(64), nullable=True),
         sa.Column("created_at", sa.String(40), nullable=False),
         sa.Column("expires_at", sa.String(40), nullable=False),
         sa.Column("last_refresh_at", sa.String(40), nullable=True),
