@@ -25,14 +25,12 @@ Opt = Annotated[str | None, Form(max_length=128)]
 def approve(request_id: Id, body: ApproveIn, caller: Caller, ws: WS) -> list[GrantOut]:
     """One grant per subset, lasting the policy's default or fewer `days`. Of two approvers
     deciding at once exactly one wins; the other gets 409."""
-    workflow.get_request(ws, actor=caller.actor, request_id=request_id)
     grants = workflow.approve(ws, actor=caller.actor, now=now(), request_id=request_id, days=body.days, note=body.note)
     return [GrantOut.of(g) for g in grants]
 
 
 @router.post("/requests/{request_id}/deny", response_model=RequestOut, summary="Deny a pending request, with a reason")
 def deny(request_id: Id, body: ReasonIn, caller: Caller, ws: WS) -> RequestOut:
-    workflow.get_request(ws, actor=caller.actor, request_id=request_id)
     return RequestOut.of(workflow.deny(ws, actor=caller.actor, now=now(), request_id=request_id, reason=body.reason))
 
 

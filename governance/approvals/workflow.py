@@ -66,6 +66,13 @@ MAX_TEXT = 4000
 _ARTEFACT_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
+def _glob_ok(pattern: str) -> bool:
+    """Whether a lineage file glob is a plain relative path pattern inside a dataset."""
+    parts = pattern.split("/")
+    return (len(pattern) <= 1024 and pattern.isprintable() and "\\" not in pattern and not pattern.startswith("/")
+            and all(p and p not in (".", "..") for p in parts))
+
+
 # ---------------------------------------------------------------- lookups
 
 
@@ -232,6 +239,14 @@ def _load_request(conn: Connection, request_id: int) -> Any:
     return row
 
 
+def _visible_request(conn: Connection, actor: Actor, request_id: int) -> Any:
+    """A request the actor may see (see `_sees`); anyone else is told it does not exist."""
+    row = _load_request(conn, request_id)
+    if not _sees(actor, row.user_id, row.dataset):
+        raise NotFoundError(f"no request with id {request_id}")
+    return row
+
+
 def _decide(conn: Connection, ws: Workspace, *, request_id: int, by: str, now: datetime, state: str, reason: str | None,
             days: int | None = None) -> list[int]:
     """Move a pending request to `state`; on approval, create its grants. Conditional on the
@@ -272,7 +287,7 @@ def approve(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, days
     """Approve a pending request: one grant per subset, lasting the policy's default (or fewer
     `days`). Only an approver of the request's dataset may."""
     with ws.begin() as conn:
-        row = _load_request(conn, request_id)
+        row = _visible_request(conn, actor, request_id)
         actor.require(Role.APPROVER, row.dataset)
         if actor.user_id is not None and actor.user_id == row.user_id and not actor.operator:
             raise ForbiddenError("an approver cannot approve their own request")
@@ -286,7 +301,7 @@ def approve(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, days
 def deny(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, reason: str) -> RequestRecord:
     why = _text(reason, "a reason for the denial")
     with ws.begin() as conn:
-        row = _load_request(conn, request_id)
+        row = _visible_request(conn, actor, request_id)
         actor.require(Role.APPROVER, row.dataset)
         _decide(conn, ws, request_id=request_id, by=actor.label, now=now, state="denied", reason=why)
         row = _load_request(conn, request_id)
@@ -297,7 +312,7 @@ def deny(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, reason:
 def withdraw(ws: Workspace, *, actor: Actor, now: datetime, request_id: int) -> RequestRecord:
     """The requester takes back a pending request."""
     with ws.begin() as conn:
-        row = _load_request(conn, request_id)
+        row = _visible_request(conn, actor, request_id)
         if actor.user_id != row.user_id and not actor.operator:
             raise ForbiddenError(f"only the requester can withdraw request {request_id}")
         _decide(conn, ws, request_id=request_id, by=actor.label, now=now, state="withdrawn", reason=None)
@@ -500,8 +515,11 @@ def register_artefact(ws: Workspace, *, actor: Actor, now: datetime, ident: str,
     for ref in refs:
         parsed = parse_input(ref)
         if isinstance(parsed, tuple):
-            ds_id, _pattern, sub = parsed
+            ds_id, pattern, sub = parsed
             ds = dataset(ws, ds_id)
+            if pattern is not None and not _glob_ok(pattern):
+                raise WorkflowError(f"input '{ref[:80]}': a file glob is a relative path inside the dataset (no '..', "
+                                    "no leading '/', no backslash, no empty parts or control characters, at most 1,024 characters)")
             if sub is not None and sub not in ds.subsets:
                 raise WorkflowError(f"input '{ref}': {ds.id} has no subset '{sub}'")
     text = _text(description, "a description of the artefact")

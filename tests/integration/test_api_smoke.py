@@ -52,3 +52,14 @@ def test_acceptances_are_listed_and_marked_current(ws: Workspace, api: object) -
     assert c.post("/v1/agreements/genebody/accept", headers=alice, json={"version": "seed-001"}).status_code == 201
     listed = c.get("/v1/me/acceptances", headers=alice).json()
     assert [(a["dataset"], a["version"], a["current"]) for a in listed] == [("genebody", "seed-001", True)]
+
+
+def test_artefact_inputs_that_are_not_relative_paths_are_refused(ws: Workspace, api: object) -> None:
+    c = api
+    add_login(ws, "alice@ust.hk", organisation="hkust")
+    alice = bearer(c, "alice@ust.hk")
+    for bad in ["genebody:../../etc/passwd", "genebody:/abs/*.jpg", "genebody:train40//x", "genebody:a\\\\b", "genebody:a\x00b"]:
+        r = c.post("/v1/artefacts", headers=alice, json={"id": "m1", "inputs": [bad], "description": "a model"})
+        assert r.status_code == 422, (bad, r.text)
+    ok = c.post("/v1/artefacts", headers=alice, json={"id": "m1", "inputs": ["genebody:train40/**"], "description": "a model"})
+    assert ok.status_code == 201, ok.text
