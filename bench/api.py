@@ -465,7 +465,7 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
     from anyio import to_thread
 
     from api.app import create_app
-    from api.schemas import BatchCheckIn, CheckIn, CheckOut
+    from api.schemas import BatchCheckIn, BatchCheckOut, CheckIn, CheckOut
     from api.v1 import checks
     from governance.approvals import state
 
@@ -521,7 +521,7 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
     t_health_inline = timed(health, 2000)
     # What one hop per request would cost (async dependencies, the route's service call in the
     # pool, response validation on the loop): only the endpoint itself goes to the pool.
-    endpoints = {checks.check}
+    endpoints = {checks._check}
 
     async def one_hop(fn: Any, *a: Any, **k: Any) -> Any:
         endpoint = fn is getattr(fr, "_run_sync_endpoint", None) or fn in endpoints
@@ -557,9 +557,9 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
         from governance.storage import version
         t_version = timed(lambda: _checkout(ws, version.current), 1000)
     body_in = CheckIn.model_validate_json(single)
-    t_route = timed(lambda: checks.check(body_in, principal, ws), 1000)
+    t_route = timed(lambda: checks._check(body_in, principal, ws), 1000)
     t_in = timed(lambda: CheckIn.model_validate_json(single), 5000)
-    out = checks.check(body_in, principal, ws)
+    out = checks._check(body_in, principal, ws)
     t_out = timed(lambda: CheckOut(resource=out.resource, decision=out.decision).model_dump_json(), 5000)
 
     print(f"{label:10} GET /v1/health through the app            {us(t_health)}   ({per_health} thread hops)")
@@ -578,7 +578,7 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
     print(f"{label:10}       connection checkout + rollback           {us(t_conn)}")
     if t_version:
         print(f"{label:10}       ... + state-version query                {us(t_version)}")
-    print(f"{label:10}   route function checks.check (state.check + CheckOut)  {us(t_route)}")
+    print(f"{label:10}   route function checks._check (state.check + CheckOut)  {us(t_route)}")
     print(f"{label:10}   CheckIn.model_validate_json                {us(t_in)}")
     print(f"{label:10}   CheckOut build + model_dump_json           {us(t_out)}")
     framework = statistics.median(t_check) - statistics.median(t_route) - statistics.median(t_auth_hit)
@@ -596,12 +596,13 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
         parsed = BatchCheckIn.model_validate_json(body)
         t_state_b = timed(lambda parsed=parsed: state.check(ws, email=ALICE, resources=parsed.resources, action="read",
                                                             purpose=parsed.purpose, now=now), runs)
-        t_route_b = timed(lambda parsed=parsed: checks.check_batch(parsed, principal, ws), runs)
-        result = checks.check_batch(parsed, principal, ws)
+        t_route_b = timed(lambda parsed=parsed: checks._check_batch(parsed, principal, ws), runs)
+        body_out = checks._check_batch(parsed, principal, ws).body
+        result = BatchCheckOut.model_validate_json(body_out)
         t_dump = timed(lambda result=result: result.model_dump_json(), runs)
         t_revalidate = timed(lambda result=result: type(result).model_validate(result.model_dump()), runs)
         print(f"{label:10} batch {n:>7,} through the app {ms_(t_b)} = body json.loads {ms_(t_json)} ; json.loads + "
-              f"BatchCheckIn {ms_(t_val)} ; state.check {ms_(t_state_b)} ; route function (state.check + grouping + models) "
+              f"BatchCheckIn {ms_(t_val)} ; state.check {ms_(t_state_b)} ; route function (state.check + grouping + models + serialisation) "
               f"{ms_(t_route_b)} ; model_dump_json {ms_(t_dump)} (a dump + re-validate would cost {ms_(t_revalidate)})")
 
     if args.profile:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
+
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -9,6 +12,7 @@ from api import errors
 from api.deps import WS, Caller, now
 from api.schemas import BatchCheckIn, BatchCheckOut, CheckIn, CheckOut, DecisionGroup
 from governance.approvals import state
+from governance.audit.chain import AuditEvent
 from governance.auth.service import Principal
 from governance.policy.decision import Decision
 from governance.workspace import Workspace
@@ -22,25 +26,38 @@ async def check(body: CheckIn, caller: Caller, ws: WS) -> CheckOut:
     decision object: effect, reasons (code, clause, provenance), obligations, remedies."""
     # The hot path: an async route with one explicit hop to the thread pool for the blocking
     # service call (a sync route costs FastAPI two more hops; ADR 004).
-    return await run_in_threadpool(_check, body, caller, ws)
+    out, audited = await run_in_threadpool(_check, body, caller, ws)
+    await _durable(audited)
+    return out
 
 
-def _check(body: CheckIn, caller: Principal, ws: Workspace) -> CheckOut:
+async def _durable(audited: Future[AuditEvent] | None) -> None:
+    """Wait, without holding a thread, until a denial's audit event is committed. SECURITY: a
+    failed audit raises here, so the caller gets an error instead of an unaudited answer."""
+    if audited is not None:
+        await asyncio.wait_for(asyncio.wrap_future(audited), timeout=30)
+
+
+def _check(body: CheckIn, caller: Principal, ws: Workspace) -> tuple[CheckOut, Future[AuditEvent] | None]:
     result = state.check(ws, email=caller.email, resources=[body.resource], action=body.action, purpose=body.purpose,
-                         destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets)
-    return CheckOut(resource=body.resource, decision=result.decisions[0])
+                         destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets,
+                         defer_audit=True)
+    return CheckOut(resource=body.resource, decision=result.decisions[0]), result.audit
 
 
 @router.post("/check/batch", response_model=BatchCheckOut, summary="Check many resources at once")
 async def check_batch(body: BatchCheckIn, caller: Caller, ws: WS) -> Response:
     """Resources sharing a decision are grouped (permits first), so 40,000 files of one subset
     come back as one decision and the list of files."""
-    return await run_in_threadpool(_check_batch, body, caller, ws)
+    out, audited = await run_in_threadpool(_check_batch, body, caller, ws)
+    await _durable(audited)
+    return out
 
 
-def _check_batch(body: BatchCheckIn, caller: Principal, ws: Workspace) -> Response:
+def _check_batch(body: BatchCheckIn, caller: Principal, ws: Workspace) -> tuple[Response, Future[AuditEvent] | None]:
     result = state.check(ws, email=caller.email, resources=body.resources, action=body.action, purpose=body.purpose,
-                         destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets)
+                         destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets,
+                         defer_audit=True)
     groups: dict[int, tuple[Decision, list[str]]] = {}
     for resource, decision in zip(body.resources, result.decisions, strict=True):
         found = groups.get(id(decision))
@@ -56,4 +73,4 @@ def _check_batch(body: BatchCheckIn, caller: Principal, ws: Workspace) -> Respon
                         permitted=len(body.resources) - result.denied, denied=result.denied,
                         groups=[DecisionGroup(effect=d.effect, decision=d, resources=r) for d, r in ordered])
     # Serialised here, in the worker thread: 100,000 resources must not stall the event loop.
-    return Response(out.model_dump_json(), media_type="application/json")
+    return Response(out.model_dump_json(), media_type="application/json"), result.audit

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,7 @@ from governance.approvals.workflow import (
     user_row,
 )
 from governance.audit import store as audit
+from governance.audit.chain import AuditEvent
 from governance.identity.roles import domain_lists
 from governance.policy.compile import CompiledPolicies
 from governance.policy.decision import Decision, Reason, Remedy
@@ -147,15 +149,20 @@ class CheckResult:
     user: str
     decisions: list[Decision]
     denied: int
+    # With `defer_audit`: the denial's audit event, durable when this resolves (None: nothing to
+    # wait for). SECURITY: the caller must wait on it before answering.
+    audit: Future[AuditEvent] | None = None
 
 
 def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, purpose: str, now: datetime,
           destination: str | None = None, actor: str | None = None,
-          datasets: frozenset[str] | None = None) -> CheckResult:
+          datasets: frozenset[str] | None = None, defer_audit: bool = False) -> CheckResult:
     """Decide `action` on each resource for the user with address `email`, from stored state.
     `datasets` limits the call to those datasets (an API key's scope): anything else is denied
     as outside the key's scope, artefacts included. Denials are audited (one event per call,
-    naming the reasons and a sample of resources)."""
+    naming the reasons and a sample of resources); the call returns once the event is durable,
+    or, with `defer_audit` and a group-commit writer running, returns its future in `audit`
+    for an async caller to await without holding a thread."""
     policies = ws.policies
     address = normalise_email(email)
     with ws.connect() as conn:
@@ -186,14 +193,20 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
             # SECURITY: applied after the engine, so a scoped key can only ever narrow a decision
             decisions = [d if r.partition(":")[0] in datasets else _OUT_OF_SCOPE for r, d in zip(resources, decisions, strict=True)]
     denied = sum(1 for d in decisions if d.effect != "permit")
+    pending = None
     if denied:
-        _audit_denials(ws, now=now, actor=actor or f"user:{known.user_id}", user_id=known.user_id, action=action,
-                       purpose=purpose, destination=destination, resources=resources, decisions=decisions, denied=denied)
-    return CheckResult(user=known.email, decisions=decisions, denied=denied)
+        pending = _audit_denials(ws, now=now, actor=actor or f"user:{known.user_id}", user_id=known.user_id, action=action,
+                                 purpose=purpose, destination=destination, resources=resources, decisions=decisions,
+                                 denied=denied)
+        if pending is not None and not defer_audit:
+            pending.result(timeout=30)
+            pending = None
+    return CheckResult(user=known.email, decisions=decisions, denied=denied, audit=pending)
 
 
 def _audit_denials(ws: Workspace, *, now: datetime, actor: str, user_id: str, action: str, purpose: str,
-                   destination: str | None, resources: Sequence[str], decisions: Sequence[Decision], denied: int) -> None:
+                   destination: str | None, resources: Sequence[str], decisions: Sequence[Decision],
+                   denied: int) -> Future[AuditEvent] | None:
     codes: set[str] = set()
     sample: list[str] = []
     seen: set[int] = set()  # a batch shares one decision object per subset: read each once
@@ -210,10 +223,10 @@ def _audit_denials(ws: Workspace, *, now: datetime, actor: str, user_id: str, ac
     writer = ws.audit_writer
     if writer is not None:
         # SECURITY: the caller learns its answer only once the denial is durable; a failed batch
-        # raises here, so an unaudited denial is an error, never a silent success.
-        writer.submit(at=now, actor=actor, action="access.check", target=f"user:{user_id}", outcome="denied",
-                      reasons=sorted(codes), details=details).result(timeout=30)
-        return
+        # fails the future, so an unaudited denial is an error, never a silent success.
+        return writer.submit(at=now, actor=actor, action="access.check", target=f"user:{user_id}", outcome="denied",
+                             reasons=sorted(codes), details=details)
     with ws.begin() as conn:
         audit.append(conn, at=now, actor=actor, action="access.check", target=f"user:{user_id}", outcome="denied",
                      reasons=sorted(codes), details=details)
+    return None

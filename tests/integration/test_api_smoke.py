@@ -63,3 +63,27 @@ def test_artefact_inputs_that_are_not_relative_paths_are_refused(ws: Workspace, 
         assert r.status_code == 422, (bad, r.text)
     ok = c.post("/v1/artefacts", headers=alice, json={"id": "m1", "inputs": ["genebody:train40/**"], "description": "a model"})
     assert ok.status_code == 201, ok.text
+
+
+def test_a_denial_that_cannot_be_audited_is_an_error_not_an_answer(ws: Workspace, api: object) -> None:
+    from concurrent.futures import Future
+
+    from governance.errors import GovernanceError
+
+    c = api
+    add_login(ws, "alice@ust.hk", organisation="hkust")
+    alice = bearer(c, "alice@ust.hk")
+    writer = ws.audit_writer
+    assert writer is not None  # the app's lifespan started group commit
+
+    def failing_submit(**_: object) -> Future[object]:
+        failed: Future[object] = Future()
+        failed.set_exception(GovernanceError("the audit batch could not be committed (OperationalError)"))
+        return failed
+
+    writer.submit = failing_submit  # type: ignore[method-assign]
+    body = {"resource": TRAIN, "action": "read", "purpose": ACADEMIC}
+    single = c.post("/v1/check", headers=alice, json=body)
+    assert single.status_code == 500 and "decision" not in single.json() and single.json()["type"].endswith(":internal")
+    batch = c.post("/v1/check/batch", headers=alice, json={"resources": [TRAIN], "action": "read", "purpose": ACADEMIC})
+    assert batch.status_code == 500 and "groups" not in batch.json()
