@@ -559,7 +559,7 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
     body_in = CheckIn.model_validate_json(single)
     t_route = timed(lambda: checks._check(body_in, principal, ws), 1000)
     t_in = timed(lambda: CheckIn.model_validate_json(single), 5000)
-    out = checks._check(body_in, principal, ws)
+    out = CheckOut.model_validate_json(checks._check(body_in, principal, ws)[0].body)
     t_out = timed(lambda: CheckOut(resource=out.resource, decision=out.decision).model_dump_json(), 5000)
 
     print(f"{label:10} GET /v1/health through the app            {us(t_health)}   ({per_health} thread hops)")
@@ -597,7 +597,7 @@ def breakdown(label: str, url: str, data_dir: Path, key: str, args: argparse.Nam
         t_state_b = timed(lambda parsed=parsed: state.check(ws, email=ALICE, resources=parsed.resources, action="read",
                                                             purpose=parsed.purpose, now=now), runs)
         t_route_b = timed(lambda parsed=parsed: checks._check_batch(parsed, principal, ws), runs)
-        body_out = checks._check_batch(parsed, principal, ws).body
+        body_out = checks._check_batch(parsed, principal, ws)[0].body
         result = BatchCheckOut.model_validate_json(body_out)
         t_dump = timed(lambda result=result: result.model_dump_json(), runs)
         t_revalidate = timed(lambda result=result: type(result).model_validate(result.model_dump()), runs)

@@ -21,7 +21,7 @@ router = APIRouter(tags=["checks"], responses=errors.AUTHENTICATED)
 
 
 @router.post("/check", response_model=CheckOut, summary="May the caller do this to one resource?")
-async def check(body: CheckIn, caller: Caller, ws: WS) -> CheckOut:
+async def check(body: CheckIn, caller: Caller, ws: WS) -> Response:
     """Decides from the caller's stored state; a denial is audited. The answer is the engine's
     decision object: effect, reasons (code, clause, provenance), obligations, remedies."""
     # The hot path: an async route with one explicit hop to the thread pool for the blocking
@@ -38,11 +38,13 @@ async def _durable(audited: Future[AuditEvent] | None) -> None:
         await asyncio.wait_for(asyncio.wrap_future(audited), timeout=30)
 
 
-def _check(body: CheckIn, caller: Principal, ws: Workspace) -> tuple[CheckOut, Future[AuditEvent] | None]:
+def _check(body: CheckIn, caller: Principal, ws: Workspace) -> tuple[Response, Future[AuditEvent] | None]:
     result = state.check(ws, email=caller.email, resources=[body.resource], action=body.action, purpose=body.purpose,
                          destination=body.destination, now=now(), actor=caller.actor.label, datasets=caller.datasets,
                          defer_audit=True)
-    return CheckOut(resource=body.resource, decision=result.decisions[0]), result.audit
+    out = CheckOut(resource=body.resource, decision=result.decisions[0])
+    # Serialised in the worker thread, as the model says (response_model documents it)
+    return Response(out.model_dump_json(), media_type="application/json"), result.audit
 
 
 @router.post("/check/batch", response_model=BatchCheckOut, summary="Check many resources at once")
