@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, workspace: Workspace | None 
         # check 45 ms with anyio's 40 threads, 29 ms with 8, 20-27 ms with 4; 2 starve denials).
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
         workspace.start_group_commit()
+        workspace.start_version_watch()
         try:
             yield
         finally:

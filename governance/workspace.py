@@ -35,7 +35,8 @@ from governance.policy.compile import CompiledPolicies
 from governance.policy.evaluate import Engine as PolicyEngine
 from governance.policy.loader import bundled_policies_dir
 from governance.storage.db import READ_ONLY, make_engine
-from governance.storage.version import VersionedCache
+from governance.storage import version
+from governance.storage.version import VersionedCache, VersionWatch
 
 if TYPE_CHECKING:
     from governance.auth.service import Authenticator
@@ -89,6 +90,8 @@ class Workspace:
         self.checkpoint_failures = 0
         # Subjects compiled at a state version (governance.approvals.state); never stale.
         self.subjects: VersionedCache[Any] = VersionedCache(limit=10_000)
+        # The state version without a query, where a listener keeps it (PostgreSQL, the API).
+        self.versions = VersionWatch()
         # High-volume audit events (denied checks) go through group commit when a long-lived
         # process (the API) starts one; short-lived ones (the CLI) append directly.
         self.audit_writer: GroupCommitWriter | None = None
@@ -130,13 +133,17 @@ class Workspace:
         with self.db.connect() as conn:
             conn.info.pop(audit.FIRST_SEQ, None)
             conn.info.pop(audit.LAST_SEQ, None)
+            conn.info.pop(version.WRITTEN, None)
             try:
                 with conn.begin():
                     yield conn
             finally:
                 first = conn.info.pop(audit.FIRST_SEQ, None)
                 last = conn.info.pop(audit.LAST_SEQ, None)
+                written = conn.info.pop(version.WRITTEN, None)
         # Only reached after a commit.
+        if written is not None:
+            self.versions.saw(written)  # this process's own change is seen at once
         if last is not None and first is not None:
             self._checkpoint_if_due(first, last)
 
@@ -150,8 +157,13 @@ class Workspace:
                 self.audit_writer = GroupCommitWriter(self.db, checkpoints=policy)
             return self.audit_writer
 
+    def start_version_watch(self) -> None:
+        """Keep the state version by LISTEN/NOTIFY (PostgreSQL; no-op elsewhere); `close()` stops it."""
+        self.versions.start(self.db)
+
     def close(self) -> None:
-        """Commit what the group-commit writer holds and stop it."""
+        """Stop the version listener; commit what the group-commit writer holds and stop it."""
+        self.versions.stop()
         writer, self.audit_writer = self.audit_writer, None
         if writer is not None:
             writer.close()

@@ -95,9 +95,9 @@ def subject_state(conn: Connection, policies: CompiledPolicies, user: Any) -> Su
                         terminated=terminated)
 
 
-def _provenance(conn: Connection, policies: CompiledPolicies, resources: Sequence[str]) -> Provenance:
-    """Lineage of every artefact, and origin tags for just the requested files whose subsets
-    record per-file sources."""
+def _wanted(policies: CompiledPolicies, resources: Sequence[str]) -> tuple[bool, dict[str, list[str]]]:
+    """What provenance the resources need: the artefact lineage (any artefact among them), and
+    the files whose subsets record per-file sources, by dataset."""
     sourced = {i: ds for i, ds in policies.datasets.items() if any(s.file_sources for s in ds.subsets.values())}
     wants_lineage = False
     wanted: dict[str, list[str]] = {}
@@ -112,6 +112,11 @@ def _provenance(conn: Connection, policies: CompiledPolicies, resources: Sequenc
         sub = ds.find_subset(path)
         if sub is not None and sub.file_sources:
             wanted.setdefault(ds_id, []).append(path)
+    return wants_lineage, wanted
+
+
+def _provenance(conn: Connection, wants_lineage: bool, wanted: dict[str, list[str]]) -> Provenance:
+    """Lineage of every artefact, and origin tags for just the requested files that need them."""
     artefacts = stored_lineage(conn) if wants_lineage else {}
     manifest: dict[tuple[str, str], list[str]] = {}
     for ds_id, paths in wanted.items():
@@ -165,20 +170,28 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
     for an async caller to await without holding a thread."""
     policies = ws.policies
     address = normalise_email(email)
-    with ws.connect() as conn:
-        # INVARIANT: the version is read before anything it vouches for, in the same transaction
-        at_version = version.current(conn)
-        known = ws.subjects.get(address, at_version)
-        if known is None:
-            user = user_row(conn, address)
-            state = subject_state(conn, policies, user)
-            allow, deny = domain_lists(conn)
-            engine = ws.decision_engine(allow, deny)
-            known = _Known(user_id=user.id, email=user.email, disabled=bool(user.disabled), engine=engine,
-                           subject=engine.subject(state))
-            ws.subjects.put(address, at_version, known)
-        prov = _provenance(conn, policies, resources)
-        conn.rollback()  # a read; release SQLite's lock at once
+    wants_lineage, wanted = _wanted(policies, resources)
+    # INVARIANT: the version is taken before anything it vouches for is read. Where a listener
+    # keeps it (PostgreSQL, the API), a cached subject with no provenance to look up needs no
+    # database round trip at all.
+    hint = ws.versions.known()
+    known = ws.subjects.get(address, hint) if hint is not None else None
+    if known is not None and not wants_lineage and not wanted:
+        prov = EMPTY
+    else:
+        with ws.connect() as conn:
+            at_version = hint if hint is not None else version.current(conn)
+            known = ws.subjects.get(address, at_version)
+            if known is None:
+                user = user_row(conn, address)
+                state = subject_state(conn, policies, user)
+                allow, deny = domain_lists(conn)
+                engine = ws.decision_engine(allow, deny)
+                known = _Known(user_id=user.id, email=user.email, disabled=bool(user.disabled), engine=engine,
+                               subject=engine.subject(state))
+                ws.subjects.put(address, at_version, known)
+            prov = _provenance(conn, wants_lineage, wanted)
+            conn.rollback()  # a read; release SQLite's lock at once
     if known.disabled:
         decisions = [_DISABLED] * len(resources)
     else:

@@ -14,17 +14,34 @@ from __future__ import annotations
 import threading
 from typing import Generic, TypeVar
 
-from sqlalchemy import Connection, select, update
+import logging
+import time
+
+from sqlalchemy import Connection, Engine, select, text, update
 
 from governance.storage.tables import StateVersionRow
 
 VERSION = StateVersionRow.__table__  # type: ignore[attr-defined]
 V = TypeVar("V")
+log = logging.getLogger(__name__)
+
+
+CHANNEL = "governance_state"
+WRITTEN = "governance.state_version.written"  # Connection.info: the version this transaction wrote
 
 
 def bump(conn: Connection) -> None:
-    """Increment the state version in the caller's (writing) transaction."""
-    conn.execute(update(VERSION).where(VERSION.c.id == 1).values(version=VERSION.c.version + 1))
+    """Increment the state version in the caller's (writing) transaction. On PostgreSQL the
+    transaction also notifies listeners (delivered at commit, never before)."""
+    new = conn.execute(update(VERSION).where(VERSION.c.id == 1).values(version=VERSION.c.version + 1)
+                       .returning(VERSION.c.version)).scalar_one_or_none()
+    if new is None:
+        return
+    conn.info[WRITTEN] = int(new)
+    if conn.dialect.name == "postgresql":
+        # One channel per database: the payload names the schema, so deployments (and test runs)
+        # sharing a database never take each other's counters.
+        conn.execute(text("SELECT pg_notify(:channel, current_schema() || ':' || :v)"), {"channel": CHANNEL, "v": str(new)})
 
 
 def current(conn: Connection) -> int:
@@ -62,3 +79,82 @@ class VersionedCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class VersionWatch:
+    """The state version as this process knows it without asking the database.
+
+    On PostgreSQL a thread LISTENs on the version's channel: every state change's notification
+    arrives after its commit, and commits made through this process are noted as they happen.
+    The listener also reads the version itself every `CONFIRM_EVERY` seconds, and `known()`
+    answers only while that last confirmation is younger than `FRESH_FOR`; otherwise (not
+    started, SQLite, a lost or silently dead connection) it answers None and readers query the
+    database as before. So another replica's change is seen once its notification arrives
+    (milliseconds on one network) and, should one be lost, within `FRESH_FOR` at the latest;
+    a failed listener costs speed, never correctness.
+    """
+
+    CONFIRM_EVERY = 0.25
+    FRESH_FOR = 0.75  # INVARIANT: below the one second within which replicas must agree
+
+    def __init__(self) -> None:
+        self._known = -1
+        self._confirmed = float("-inf")
+        self._healthy = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def known(self) -> int | None:
+        fresh = time.monotonic() - self._confirmed < self.FRESH_FOR
+        return self._known if self._healthy and fresh and self._known >= 0 else None
+
+    def saw(self, value: int) -> None:
+        """A version this process committed, or was told of."""
+        with self._lock:
+            if value > self._known:
+                self._known = value
+
+    def start(self, engine: Engine) -> None:
+        """Listen on PostgreSQL (idempotent; nothing to do on other databases)."""
+        if engine.dialect.name != "postgresql" or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._listen, args=(engine,), name="state-version-listener", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._healthy = False
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _listen(self, engine: Engine) -> None:
+        while not self._stop.is_set():
+            try:
+                proxied = engine.raw_connection()
+                proxied.detach()  # a dedicated session, never handed back to the pool
+                raw = proxied.dbapi_connection  # psycopg.Connection (driver_connection is None once detached)
+                assert raw is not None
+                try:
+                    raw.autocommit = True
+                    raw.execute(f"LISTEN {CHANNEL}")
+                    schema = raw.execute("SELECT current_schema()").fetchone()[0]
+                    prefix = f"{schema}:"
+                    self._healthy = True
+                    while not self._stop.is_set():
+                        # Read the version (catching up on anything missed), then wait for news.
+                        value = raw.execute("SELECT version FROM state_version WHERE id = 1").fetchone()[0]
+                        self.saw(int(value))
+                        self._confirmed = time.monotonic()
+                        for note in raw.notifies(timeout=self.CONFIRM_EVERY):
+                            if note.payload.startswith(prefix):
+                                self.saw(int(note.payload[len(prefix):]))
+                finally:
+                    self._healthy = False
+                    raw.close()
+            except Exception as exc:  # noqa: BLE001 - readers fall back to querying; try again shortly
+                self._healthy = False
+                log.warning("state version listener lost its connection (%s); checks query the version meanwhile",
+                            type(exc).__name__)
+                self._stop.wait(0.5)
