@@ -54,10 +54,12 @@ test: $(VENV)/.installed-test
 check: $(VENV)/.installed-run
 	$(BIN)/govern check --scenarios $(SCENARIOS)
 
-## bench: decision and stored-state benchmarks (figures are quoted in README.md)
+## bench: decision, stored-state, HTTP API and Crypt4GH benchmarks (figures are quoted in README.md)
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/state.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/crypto.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(DEMO_DIR)

@@ -18,7 +18,8 @@ PACKAGE = ROOT / "governance"
 EDGE = [PACKAGE / "cli.py", PACKAGE / "client"]
 WEB_OR_CLI = {"fastapi", "starlette", "typer", "httpx", "click", "uvicorn", "api"}
 DATABASE = {"sqlmodel", "sqlalchemy", "psycopg", "psycopg2", "psycopg_pool", "asyncpg"}
-PURE = [PACKAGE / "policy", PACKAGE / "provenance", PACKAGE / "strict_yaml.py", PACKAGE / "identity" / "institutional.py"]
+PURE = [PACKAGE / "policy", PACKAGE / "provenance", PACKAGE / "strict_yaml.py", PACKAGE / "identity" / "institutional.py",
+        PACKAGE / "crypto"]
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -74,6 +75,7 @@ def test_walker_sees_every_module() -> None:
     assert PACKAGE / "policy" / "evaluate.py" in CORE and PACKAGE / "policy" / "evaluate.py" in PURE_FILES
     assert PACKAGE / "identity" / "institutional.py" in PURE_FILES
     assert PACKAGE / "strict_yaml.py" in PURE_FILES
+    assert PACKAGE / "crypto" / "crypt4gh.py" in PURE_FILES
 
 
 def test_walker_finds_typer_in_cli() -> None:
@@ -106,3 +108,16 @@ def test_core_imports_no_web_or_cli_framework(path: Path) -> None:
 def test_pure_modules_import_no_database_layer(path: Path) -> None:
     bad = top_levels(path) & DATABASE
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}; the pure core must not touch the database"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "crypto").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_crypt4gh_format_imports_only_the_standard_library_and_cryptography(path: Path) -> None:
+    import sys
+
+    allowed = {"governance.errors", "governance.crypto"}
+    for name in imported_modules(path):
+        top = name.split(".")[0]
+        if top in sys.stdlib_module_names or top == "cryptography" or name == "__future__":
+            continue
+        assert any(name == a or name.startswith(a + ".") for a in allowed), \
+            f"{path.relative_to(ROOT)} imports {name}; the Crypt4GH format needs only the standard library and cryptography"
