@@ -144,6 +144,7 @@ class Workspace:
         # Only reached after a commit.
         if written is not None:
             self.versions.saw(written)  # this process's own change is seen at once
+            version.publish(self.db, written)  # and, on SQLite, other processes' next stat
         if last is not None and first is not None:
             self._checkpoint_if_due(first, last)
 
@@ -158,7 +159,8 @@ class Workspace:
             return self.audit_writer
 
     def start_version_watch(self) -> None:
-        """Keep the state version by LISTEN/NOTIFY (PostgreSQL; no-op elsewhere); `close()` stops it."""
+        """Keep the state version without a query per check: LISTEN/NOTIFY on PostgreSQL, the
+        signal file beside a SQLite database; `close()` stops it."""
         self.versions.start(self.db)
 
     def close(self) -> None:

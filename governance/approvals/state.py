@@ -180,7 +180,11 @@ def check(ws: Workspace, *, email: str, resources: Sequence[str], action: str, p
         prov = EMPTY
     else:
         with ws.connect() as conn:
-            at_version = hint if hint is not None else version.current(conn)
+            if hint is not None:
+                at_version = hint
+            else:
+                at_version = version.current(conn)
+                ws.versions.confirm(at_version)
             known = ws.subjects.get(address, at_version)
             if known is None:
                 user = user_row(conn, address)

@@ -83,3 +83,26 @@ def workflow_actor(ws: Workspace, email: str = "steward@sensetime.com") -> objec
     from governance.identity.roles import load_actor
 
     return load_actor(ws, email)
+
+
+def test_on_sqlite_a_watching_process_sees_another_process_change_through_the_signal_file(ws: Workspace, db: Engine) -> None:
+    if db.dialect.name != "sqlite":
+        pytest.skip("the signal file is SQLite's")
+    grant = _granted(ws)
+    ws.start_version_watch()
+    try:
+        assert _read(ws).denied == 0  # confirms the version from the database
+        assert ws.versions.known() is not None  # now answered by a stat of the signal file
+        other = Workspace(ws.settings, db=db)  # another process: it publishes after its commit
+        workflow.revoke(other, actor=workflow_actor(other), now=NOW, grant_id=grant, reason="licensor's notice")
+        assert _read(ws).decisions[0].codes == ("grant_revoked",)  # at once
+        # A process that died between its commit and the signal: the periodic confirmation bounds it.
+        with db.begin() as conn:
+            conn.exec_driver_sql("UPDATE grants SET revoked_at = NULL")
+            conn.exec_driver_sql("UPDATE state_version SET version = version + 1")
+        t0 = time.monotonic()
+        while _read(ws).denied:
+            assert time.monotonic() - t0 < VersionWatch.FRESH_FOR, "an unsignalled change was not seen in time"
+            time.sleep(0.01)
+    finally:
+        ws.close()
