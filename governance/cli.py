@@ -1031,6 +1031,112 @@ def apikey_revoke(ctx: typer.Context, key_id: int) -> None:
     print(f"API key {record.id} of {record.email} is revoked")
 
 
+# ------------------------------------------------------------------ keys (the keystore, DESIGN §4)
+
+if TYPE_CHECKING:
+    from governance.crypto.keystore import FileKeyStore
+
+keys_app = typer.Typer(no_args_is_help=True,
+                       help="Dataset key pairs, sealed by the master key ($GOVERNANCE_DATA_DIR/master.key or GOVERNANCE_MASTER_KEY).")
+app.add_typer(keys_app, name="keys")
+NEW_MASTER_ENV = "GOVERNANCE_NEW_MASTER_KEY"
+
+
+def _keystore(settings: Settings) -> FileKeyStore:
+    from governance.crypto.keystore import FileKeyStore, load_master_key
+
+    return FileKeyStore(settings.keys_dir, load_master_key(env=os.environ, path=settings.master_key_path))
+
+
+@keys_app.command("init")
+def keys_init(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Create the master key file (0600; not when GOVERNANCE_MASTER_KEY is set) and a key pair for
+    every dataset in the policies that has none. Safe to run again."""
+    from governance.crypto.keystore import MASTER_ENV, FileKeyStore, MasterKey
+
+    settings = _settings()
+    datasets = sorted(_compiled(ctx).datasets)
+    master = MasterKey.from_env(os.environ)
+    if master is not None:
+        source = f"from {MASTER_ENV}"
+    elif settings.master_key_path.exists():
+        master = MasterKey.from_file(settings.master_key_path)
+        source = f"{settings.master_key_path} (existing)"
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        master = MasterKey.generate()
+        master.create_file(settings.master_key_path)
+        source = f"{settings.master_key_path} (created, 0600)"
+    store = FileKeyStore(settings.keys_dir, master)
+    existing = set(store.datasets())
+    now = datetime.now(UTC)
+    created = [store.create(d, now=now) for d in datasets if d not in existing]
+    lines = [f"master key: {source}"]
+    lines += [f"{i.dataset}: key v{i.version} created (fingerprint {i.fingerprint[:16]}…)" for i in created]
+    kept = [d for d in datasets if d in existing]
+    if kept:
+        lines.append(f"{len(kept)} dataset(s) already had a key: {', '.join(kept)}")
+    _emit(as_json, {"master_key": source, "created": [i.as_dict() for i in created], "existing": kept},
+          "\n".join(lines))
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False) -> None:
+    """Every dataset key version: dataset, version, public key fingerprint (sha256), created."""
+    store = _keystore(_settings())
+    infos = [info for d in store.datasets() for info in store.versions(d)]
+    lines = [f"{i.dataset:13} v{i.version}  {i.fingerprint[:16]}…  created {i.created.isoformat(timespec='seconds')}"
+             + ("  current" if i.current else "") for i in infos]
+    _emit(as_json, [i.as_dict() for i in infos], "\n".join(lines) or "no dataset keys; run `govern keys init`")
+
+
+@keys_app.command("public")
+def keys_public(
+    dataset: str,
+    version: Annotated[Optional[int], typer.Option("--version", min=1, help="this key version (default: current)")] = None,
+) -> None:
+    """Print a dataset's public key as a Crypt4GH public key file (for `crypt4gh encrypt --recipient_pk`)."""
+    from governance.crypto.keys import format_public_key
+
+    key = _keystore(_settings()).public_key(dataset, version=version)
+    sys.stdout.write(format_public_key(key).decode("ascii"))
+
+
+@keys_app.command("rotate")
+def keys_rotate(dataset: str, as_json: JsonOpt = False) -> None:
+    """Give a dataset a new current key version; older versions stay to open older headers."""
+    info = _keystore(_settings()).rotate(dataset, now=datetime.now(UTC))
+    _emit(as_json, info.as_dict(), f"{dataset}: key v{info.version} is current (fingerprint {info.fingerprint[:16]}…); "
+          f"older versions are kept to open older files")
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Re-seal every dataset key under a new master key, all or nothing.
+
+    With a master key file, a new key is generated and replaces the file's. With
+    GOVERNANCE_MASTER_KEY set, put the new key (base64 of 32 random bytes) in
+    GOVERNANCE_NEW_MASTER_KEY; no master key is ever printed. Restart running servers after."""
+    from governance.crypto.keystore import MASTER_ENV, FileKeyStore, MasterKey
+
+    settings = _settings()
+    current = MasterKey.from_env(os.environ)
+    if current is None:
+        store = FileKeyStore(settings.keys_dir, MasterKey.from_file(settings.master_key_path))
+        count = len(store.datasets())
+        store.rotate_master(MasterKey.generate(), master_file=settings.master_key_path)
+        print(f"the keys of {count} dataset(s) are re-sealed under a new master key, now in {settings.master_key_path}")
+        return
+    new = MasterKey.from_env(os.environ, NEW_MASTER_ENV)
+    if new is None:
+        raise Exit(f"{MASTER_ENV} is set, so give the new master key (base64 of 32 random bytes) in {NEW_MASTER_ENV}")
+    store = FileKeyStore(settings.keys_dir, current)
+    count = len(store.datasets())
+    store.rotate_master(new)
+    print(f"the keys of {count} dataset(s) are re-sealed under {NEW_MASTER_ENV}; "
+          f"set {MASTER_ENV} to its value for every process now")
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every expected failure.
 

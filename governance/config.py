@@ -87,3 +87,13 @@ class Settings:
     @property
     def jwt_keys_dir(self) -> Path:
         return self.data_dir / "jwt-keys"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The keystore: dataset key pairs, private keys sealed by the master key."""
+        return self.data_dir / "keys"
+
+    @property
+    def master_key_path(self) -> Path:
+        """The master key file (0600), used unless GOVERNANCE_MASTER_KEY is set."""
+        return self.data_dir / "master.key"

@@ -35,3 +35,31 @@ class Crypt4GHIntegrityError(Crypt4GHError):
 
 class Crypt4GHKeyFileError(Crypt4GHError):
     """A Crypt4GH key file is malformed, unsupported, or its passphrase is wrong."""
+
+
+class KeyStoreError(GovernanceError):
+    """The keystore refused: a master key or a sealed dataset key is unusable."""
+
+
+class MasterKeyError(KeyStoreError):
+    """The master key is missing, malformed, or its file is readable by others."""
+
+
+class WrongMasterKeyError(KeyStoreError):
+    """The master key given is not the one the keystore's dataset keys are sealed under."""
+
+
+class KeyRecordError(KeyStoreError):
+    """A sealed dataset key file is malformed or fails authentication (altered, or moved)."""
+
+
+class DatasetKeyNotFoundError(KeyStoreError):
+    """The dataset (or the key version asked for) has no key in the keystore."""
+
+    exit_code = 4
+
+
+class DatasetKeyExistsError(KeyStoreError):
+    """The dataset already has a key; rotate it instead of creating it again."""
+
+    exit_code = 5
