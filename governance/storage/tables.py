@@ -5,6 +5,7 @@ Migrations under `migrations/versions/` create these; a test checks they agree.
 
 from __future__ import annotations
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 
@@ -289,3 +290,23 @@ class StateVersionRow(SQLModel, table=True):
 
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     version: int = 0
+
+
+class EncryptedFileRow(SQLModel, table=True):
+    """One ingested file: where its Crypt4GH payload lies, its header sealed to the dataset key,
+    and what every decryption must find (plaintext size, sha256, digest of the segment MACs)."""
+
+    __tablename__ = "encrypted_files"
+
+    dataset: str = Field(primary_key=True, max_length=64)
+    path: str = Field(primary_key=True, max_length=1024)
+    subset: str = Field(max_length=64, index=True)
+    size: int = Field(sa_type=BigInteger)
+    sha256: str = Field(max_length=64)
+    mac_digest: str = Field(max_length=64)
+    segments: int
+    header: str  # base64 of the Crypt4GH header sealed to the dataset key (version `key_version`)
+    key_version: int
+    object: str = Field(max_length=1024)  # the payload's path below the object store
+    sources: str  # JSON list of upstream source ids recorded at ingest
+    ingested_at: str = Field(max_length=40)
