@@ -94,6 +94,11 @@ class Settings:
         return self.data_dir / "keys"
 
     @property
+    def objects_dir(self) -> Path:
+        """The object store of encrypted payloads (a local directory by default)."""
+        return self.data_dir / "objects"
+
+    @property
     def master_key_path(self) -> Path:
         """The master key file (0600), used unless GOVERNANCE_MASTER_KEY is set."""
         return self.data_dir / "master.key"

@@ -40,6 +40,7 @@ from governance.storage.version import VersionedCache, VersionWatch
 
 if TYPE_CHECKING:
     from governance.auth.service import Authenticator
+    from governance.crypto.keystore import FileKeyStore
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,14 @@ class Workspace:
         from governance.auth.service import Authenticator
 
         return Authenticator(self)
+
+    @cached_property
+    def keystore(self) -> FileKeyStore:
+        """The dataset keys, opened with the master key (GOVERNANCE_MASTER_KEY, else the 0600 file)."""
+        from governance.crypto.keystore import FileKeyStore
+        from governance.crypto.master import load_master_key
+
+        return FileKeyStore(self.settings.keys_dir, load_master_key(env=self._env, path=self.settings.master_key_path))
 
     @property
     def documents_dir(self) -> Path:
