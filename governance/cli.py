@@ -1137,6 +1137,89 @@ def keys_rotate_master() -> None:
           f"set {MASTER_ENV} to its value for every process now")
 
 
+# ------------------------------------------------------------------ ingest (issue 5)
+
+
+@app.command("ingest")
+def ingest(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="the dataset id, e.g. genebody")],
+    source: Annotated[Path, typer.Argument(help="a directory tree, or a (password-protected, AES) zip file")],
+    password_file: Annotated[Optional[Path], typer.Option("--password-file",
+                                                          help="a file holding the zip password (default: a prompt)")] = None,
+    sources: Annotated[Optional[Path], typer.Option("--sources", help="CSV: path,source[,source…] per line")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="trust path and size of files already registered; do not re-read them")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Encrypt a dataset's files (Crypt4GH, to the dataset key) and register them in the manifest.
+
+    Files are assigned subsets by the policy's globs; if any matches none, nothing is ingested
+    and they are listed. Resumable: files already registered are skipped. The zip password is
+    read from --password-file or a prompt, never from the command line."""
+    from pydantic import SecretStr
+
+    from governance.files.ingest import ingest_files, read_source_tags
+    from governance.files.sources import ZipSource, open_source
+
+    def password() -> SecretStr:
+        if password_file is not None:
+            return SecretStr(_read_text(password_file).rstrip("\r\n"))
+        if not sys.stdin.isatty():
+            raise Exit("the zip is encrypted: give --password-file FILE (no terminal to prompt on)")
+        return SecretStr(getpass.getpass(f"password for {source.name}: "))
+
+    tags = read_source_tags(sources) if sources is not None else None
+    ws = _workspace(ctx)
+    actor = _actor(ctx, ws)
+    src = open_source(source, password=password)
+    try:
+        with _IngestProgress(enabled=not as_json and sys.stderr.isatty()) as progress:
+            result = ingest_files(ws, actor=actor, now=datetime.now(UTC), dataset_id=dataset, source=src, tags=tags,
+                                  quick=quick, progress=progress)
+    finally:
+        if isinstance(src, ZipSource):
+            src.close()
+    per_subset = ", ".join(f"{n} in {sub}" for sub, n in sorted(result.subsets.items()))
+    _emit(as_json, result.as_dict(),
+          f"{dataset}: {result.ingested} file(s) ingested ({result.bytes} bytes{'; ' + per_subset if per_subset else ''}), "
+          f"{result.skipped} already registered" + (f", {result.ignored} archiver file(s) ignored" if result.ignored else "")
+          + f"; encrypted to key v{result.key_version}")
+
+
+class _IngestProgress:
+    """A rich progress bar on stderr: files done of all, bytes read of all; or nothing."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+        self._files = self._done = 0
+
+    def __enter__(self) -> _IngestProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def start(self, *, files: int, size: int) -> None:
+        # Shown only once the scan is done, so a password prompt never competes with the bar.
+        self._files = files
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(f"0/{files} files", total=size)
+
+    def advance(self, *, files: int = 0, size: int = 0) -> None:
+        if self._bar is not None and self._task is not None:
+            self._done += files
+            self._bar.update(self._task, advance=size, description=f"{self._done}/{self._files} files")
+
+
 def main() -> None:
     """Entry point: one clear line and a non-zero exit for every expected failure.
 

@@ -1,0 +1,1 @@
+"""Ingested, encrypted files: ingest, key release and gated reads."""
