@@ -17,7 +17,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from api import errors
-from api.v1 import auth, checks, datasets, researcher, steward
+from api.v1 import auth, checks, datasets, files, researcher, steward
 from governance.config import Settings, SettingsError
 from governance.storage.db import require_current
 from governance.workspace import Workspace
@@ -77,6 +77,6 @@ def create_app(settings: Settings | None = None, *, workspace: Workspace | None 
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for router in (auth.router, datasets.router, checks.router, researcher.router, steward.router):
+    for router in (auth.router, datasets.router, checks.router, files.router, researcher.router, steward.router):
         app.include_router(router, prefix="/v1")
     return app

@@ -308,3 +308,33 @@ class Problem(BaseModel):
     detail: str = Field(description="this occurrence, in one sentence")
     errors: list[ProblemItem] | None = Field(None, description="invalid input: each field refused, at most 20")
     request_id: str | None = Field(None, description="internal errors: quote it to the operators")
+
+
+# ------------------------------------------------------------------ key release and files
+
+
+class KeyReleaseIn(In):
+    files: list[str] | None = Field(None, min_length=1, max_length=MAX_BATCH,
+                                    description="files as dataset:path; or give `subset` instead")
+    subset: str | None = Field(None, min_length=3, max_length=130, description="every ingested file of dataset/subset")
+    public_key_id: int = Field(ge=1, le=2_147_483_647, description="one of your keys from GET /v1/me/keys, not revoked")
+    purpose: str = Field(min_length=1, max_length=128)
+
+
+class ReleasedFileOut(Out):
+    resource: str
+    header: str = Field(description="base64 of the Crypt4GH header re-sealed to your public key; put it before the payload")
+    size: int = Field(description="plaintext bytes: a decryption must produce exactly this many")
+    sha256: str = Field(description="hex sha256 of the plaintext")
+    mac_digest: str = Field(description="hex sha256 over the payload's 16-byte segment MACs in order")
+    object: str = Field(description="the payload's path below the object store")
+
+
+class DeniedFileOut(Out):
+    resource: str
+    decision: Decision
+
+
+class KeyReleaseOut(Out):
+    released: list[ReleasedFileOut]
+    denied: list[DeniedFileOut]

@@ -94,7 +94,7 @@ def insert_events(conn: Connection, batch: list[AuditEvent]) -> None:
 # it is (everything else increments it, so a new kind of state change cannot be forgotten).
 NOT_STATE_CHANGES = frozenset({"access.check", "auth.login", "auth.logout", "auth.session_end", "email.verification_sent",
                                "api_key.create", "api_key.revoke", "public_key.register", "public_key.revoke",
-                               "key.release", "audit.checkpoint"})
+                               "key.release", "file.read", "manifest.ingest", "audit.checkpoint"})
 
 
 def append(

@@ -9,11 +9,15 @@
             ...
         result.raise_for_denied()   # AccessDeniedError: why, and where to fix it
 
+`GovernedDataset(client, subset=..., purpose=..., private_key=..., public_key_id=..., object_root=...)`
+is a map-style dataset over encrypted files: headers released up front, decrypted locally.
+
 Decisions are `governance.policy.decision.Decision` values, exactly as the engine makes them.
 This package is an edge module: it (and `governance/cli.py`) may import httpx; the core may not.
 """
 
 from governance.client.client import Client
+from governance.client.dataset import GovernedDataset
 from governance.client.errors import (
     AccessDeniedError,
     AuthenticationFailedError,
@@ -35,6 +39,7 @@ __all__ = [
     "Client",
     "Decision",
     "GovernanceClientError",
+    "GovernedDataset",
     "InvalidRequestError",
     "Problem",
     "ProtocolError",
