@@ -891,20 +891,29 @@ def demo(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Seed a believable demo into a fresh deployment.
 
     Migrates the database first, then adds organisations, stewards, researchers with academic
-    and free-mail addresses, and requests for all five datasets in every state."""
+    and free-mail addresses, and requests for all five datasets in every state; then writes small
+    synthetic files per dataset into $GOVERNANCE_DATA_DIR/demo-files, creates the keys (as
+    `govern keys init`) and ingests them (as `govern ingest`)."""
     from governance.demo import ADMIN, AUDITOR, CREDENTIALS, STEWARDS, seed
+    from governance.demo_files import FILES_DIR, encrypt_demo
+    from governance.identity.roles import load_actor
     from governance.storage.db import upgrade
     from governance.workspace import Workspace
 
     ws = Workspace(_settings(), policies=ctx.obj.policies_dir, env=os.environ)
     upgrade(ws.db)
-    summary = seed(ws, now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    summary = seed(ws, now=now)
+    ingested = encrypt_demo(ws, actor=load_actor(ws, ADMIN), now=now, env=os.environ)
     if as_json:
-        print(json.dumps({"users": summary.users, "requests": summary.requests, "grants": summary.grants}))
+        print(json.dumps({"users": summary.users, "requests": summary.requests, "grants": summary.grants,
+                          "ingested": {d: r.as_dict() for d, r in ingested.items()}}))
         return
     print(f"demo seeded: {len(summary.users)} users, {summary.grants} grants")
     for ds_id, states in summary.requests.items():
         print(f"  {ds_id:13} " + ", ".join(f"{n} {st}" for st, n in sorted(states.items())))
+    print(f"demo files in {ws.settings.data_dir / FILES_DIR}, encrypted into {ws.settings.objects_dir}: "
+          + ", ".join(f"{d} {r.ingested}" for d, r in ingested.items()))
     print(f"admin {ADMIN}, auditor {AUDITOR}, stewards: " + ", ".join(f"{a} ({d})" for d, a in STEWARDS.items()))
     print(f"every demo user's password, and an API key for alice@ust.hk: {ws.settings.data_dir / CREDENTIALS} (0600)")
     print("try:\n"
@@ -1103,11 +1112,63 @@ def keys_public(
 
 
 @keys_app.command("rotate")
-def keys_rotate(dataset: str, as_json: JsonOpt = False) -> None:
-    """Give a dataset a new current key version; older versions stay to open older headers."""
-    info = _keystore(_settings()).rotate(dataset, now=datetime.now(UTC))
-    _emit(as_json, info.as_dict(), f"{dataset}: key v{info.version} is current (fingerprint {info.fingerprint[:16]}…); "
-          f"older versions are kept to open older files")
+def keys_rotate(
+    ctx: typer.Context,
+    dataset: str,
+    no_reseal: Annotated[bool, typer.Option("--no-reseal", help="only make the new key version; re-seal later with "
+                                                                 "`govern keys reseal DATASET`")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a dataset a new current key version, then re-seal every stored header to it (payloads
+    untouched). Older versions stay, so an interrupted re-seal leaves every file openable."""
+    if no_reseal:  # the keystore alone: no database needed
+        info = _keystore(_settings()).rotate(dataset, now=datetime.now(UTC))
+        _emit(as_json, info.as_dict() | {"reseal": None},
+              f"{dataset}: key v{info.version} is current (fingerprint {info.fingerprint[:16]}…); older versions are kept "
+              f"to open older files; re-seal the stored headers with `govern keys reseal {dataset}`")
+        return
+    from governance.files.rotation import rotate_dataset_key
+
+    ws = _workspace(ctx)
+    result = rotate_dataset_key(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), dataset_id=dataset,
+                                progress=_ResealProgress(dataset))
+    assert result.reseal is not None
+    _emit(as_json, result.as_dict(),
+          f"{dataset}: key v{result.key.version} is current (fingerprint {result.key.fingerprint[:16]}…); "
+          + _reseal_text(result.reseal.resealed, result.reseal.skipped, result.reseal.key_version))
+
+
+@keys_app.command("reseal")
+def keys_reseal(ctx: typer.Context, dataset: str, as_json: JsonOpt = False) -> None:
+    """Re-seal every stored header of a dataset not at its current key version (after `keys rotate
+    --no-reseal`, or to finish an interrupted re-seal). Payloads are untouched; safe to run again."""
+    from governance.files.rotation import reseal_stored_headers
+
+    ws = _workspace(ctx)
+    result = reseal_stored_headers(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), dataset_id=dataset,
+                                   progress=_ResealProgress(dataset))
+    _emit(as_json, result.as_dict(), f"{dataset}: " + _reseal_text(result.resealed, result.skipped, result.key_version))
+
+
+def _reseal_text(resealed: int, skipped: int, version: int) -> str:
+    return f"{resealed} stored header(s) re-sealed to key v{version}, {skipped} already at it; payloads untouched"
+
+
+class _ResealProgress:
+    """One line on stderr per batch of re-sealed headers (stdout stays for the result)."""
+
+    def __init__(self, dataset: str) -> None:
+        self._dataset = dataset
+        self._total = self._done = 0
+
+    def start(self, *, total: int) -> None:
+        self._total = total
+        if total:
+            print(f"{self._dataset}: re-sealing {total} stored header(s)", file=sys.stderr, flush=True)
+
+    def advance(self, *, done: int) -> None:
+        self._done += done
+        print(f"{self._dataset}: {self._done}/{self._total} header(s) re-sealed", file=sys.stderr, flush=True)
 
 
 @keys_app.command("rotate-master")

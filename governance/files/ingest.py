@@ -170,7 +170,7 @@ def ingest_files(ws: Workspace, *, actor: Actor, now: datetime, dataset_id: str,
     result = IngestResult(dataset=ds.id, source=source.label, key_version=key_version)
     root = ws.settings.objects_dir / ds.id
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _locked(root):
+    with dataset_lock(root):
         plan, skipped = _scan(ws, ds_id=ds.id, find=ds.find_subset, source=source, tags=tags or {}, quick=quick,
                               result=result)
         result.skipped = skipped
@@ -208,14 +208,15 @@ def _remove_orphans(ws: Workspace, *, ds_id: str, root: Path) -> None:
 
 
 @contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """One ingest per dataset at a time: two would race on the same objects and rows."""
+def dataset_lock(root: Path) -> Iterator[None]:
+    """One writer of a dataset's files at a time (ingest, or the header re-seal after a key
+    rotation): two would race on the same objects and rows."""
     fd = os.open(root / ".ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IngestError(f"another ingest of {root.name} is running (lock {display_path(root / '.ingest.lock')})") from None
+            raise IngestError(f"another ingest or key re-seal of {root.name} is running (lock {display_path(root / '.ingest.lock')})") from None
         yield
     finally:
         os.close(fd)
