@@ -268,6 +268,7 @@ def loader_epoch(n: int, rounds: int) -> dict[str, float | str]:
     import tempfile
 
     from governance.client import GovernedDataset
+    from governance.crypto.header import reseal_headers
 
     try:
         from torch.utils.data import DataLoader, Dataset
@@ -286,6 +287,7 @@ def loader_epoch(n: int, rounds: int) -> dict[str, float | str]:
                 return f.read()
 
     reader = X25519PrivateKey.generate()
+    dataset_key = X25519PrivateKey.generate()
     rng = random.Random(5)
     with tempfile.TemporaryDirectory(prefix="bench-epoch-") as tmp:
         root = Path(tmp)
@@ -298,13 +300,19 @@ def loader_epoch(n: int, rounds: int) -> dict[str, float | str]:
             p.write_bytes(data)
             plain_paths.append(p)
             out = io.BytesIO()
-            info = encrypt(io.BytesIO(data), out, recipients=[reader.public_key()])
+            # As in production: ingest encrypts to the dataset key; the release re-seals the
+            # stored header to the reader (below, in one batch, as the service does).
+            info = encrypt(io.BytesIO(data), out, recipients=[dataset_key.public_key()])
             obj = f"ds/{i % 100:02d}/{i:05d}.c4gh"
             (root / "objects" / obj).parent.mkdir(parents=True, exist_ok=True)
             (root / "objects" / obj).write_bytes(out.getvalue()[len(info.header):])
-            released.append({"resource": f"ds:{i:05d}.jpg", "header": base64.b64encode(info.header).decode(),
+            released.append({"resource": f"ds:{i:05d}.jpg", "header": info.header,
                              "size": info.size, "sha256": hashlib.sha256(data).hexdigest(),
                              "mac_digest": info.mac_digest, "object": obj})
+        resealed = reseal_headers([r["header"] for r in released], reader=dataset_key,  # type: ignore[misc]
+                                  recipient=reader.public_key())
+        for r, h in zip(released, resealed, strict=True):
+            r["header"] = base64.b64encode(h).decode()
         governed = GovernedDataset(_ReleasedLocally({"released": released, "denied": []}), subset="ds/all",  # type: ignore[arg-type]
                                    purpose="bench", private_key=reader, public_key_id=1, object_root=root / "objects")
         plain = Plain(plain_paths)

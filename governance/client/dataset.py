@@ -38,6 +38,7 @@ from governance.client.errors import AccessDeniedError, GovernanceClientError, P
 from governance.client.results import denied_message
 from governance.crypto import crypt4gh
 from governance.crypto.crypt4gh import ExpectedFile
+from governance.crypto.header import ReaderKey
 from governance.crypto.keys import load_private_key
 from governance.policy.decision import Decision
 
@@ -118,7 +119,7 @@ class GovernedDataset(Generic[T]):
             key = load_private_key(Path(private_key).expanduser(), passphrase=secret)
         # SECURITY: kept as raw bytes so the dataset pickles; __repr__ never shows them.
         self._key_bytes = key.private_bytes_raw()
-        self._key: X25519PrivateKey | None = key
+        self._key: ReaderKey | None = ReaderKey(key)  # one X25519 exchange per writer key, not per file
         self._client: Client | None = client
         self.resources = tuple(resources) if resources is not None else None
         self.subset = subset
@@ -194,7 +195,7 @@ class GovernedDataset(Generic[T]):
     def read(self, f: _Released) -> bytes:
         """Decrypt one released file, checking size, MAC sequence and (by default) sha256."""
         if self._key is None:
-            self._key = X25519PrivateKey.from_private_bytes(self._key_bytes)
+            self._key = ReaderKey(X25519PrivateKey.from_private_bytes(self._key_bytes))
         expected = ExpectedFile(size=f.size, mac_digest=f.mac_digest, sha256=f.sha256 if self.verify_sha256 else None)
         out = io.BytesIO()
         with (self.object_root / f.object).open("rb") as payload:
@@ -206,7 +207,7 @@ class GovernedDataset(Generic[T]):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_client"] = None  # SECURITY: no open connection pool (or API key) goes to a worker
-        state["_key"] = None  # X25519PrivateKey does not pickle; the raw bytes do
+        state["_key"] = None  # a private key object does not pickle; the raw bytes do
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from governance.crypto.header import (
     PREAMBLE,
     U32,
     DataKeys,
+    ReaderKey,
     check_packet_length,
     data_encryption_packet,
     interpret,
@@ -206,7 +207,7 @@ def read_header(src: Source) -> bytes:
     return b"".join(parts)
 
 
-def _keys_for(header: bytes, reader: X25519PrivateKey) -> DataKeys:
+def _keys_for(header: bytes, reader: X25519PrivateKey | ReaderKey) -> DataKeys:
     packets, _ = split_header(header)
     opened = open_packets(packets, reader=reader)
     if not opened:
@@ -247,7 +248,7 @@ class _Verifier:
         return info
 
 
-def decrypt(src: Source, dst: Sink, *, reader: X25519PrivateKey, expected: ExpectedFile | None = None,
+def decrypt(src: Source, dst: Sink, *, reader: X25519PrivateKey | ReaderKey, expected: ExpectedFile | None = None,
             sha256: bool = False) -> DecryptedInfo:
     """Decrypt the Crypt4GH stream `src` into `dst`, authenticating every segment.
 

@@ -168,24 +168,50 @@ def check_packet_length(length: int, index: int) -> int:
     return length
 
 
-def open_packets(packets: Sequence[RawPacket], *, reader: X25519PrivateKey) -> list[bytes]:
+class ReaderKey:
+    """A reader's private key with the packet keys derived from it, one per writer key seen.
+
+    A loader opens thousands of headers that the service re-sealed with one writer key (the
+    dataset's), so deriving each packet key once saves an X25519 exchange per file. Bounded:
+    past `limit` writer keys it starts afresh. Never printed.
+    """
+
+    def __init__(self, key: X25519PrivateKey, *, limit: int = 1024) -> None:
+        self.key = key
+        self.public = _public_bytes(key)
+        self._limit = limit
+        self._aeads: dict[bytes, ChaCha20Poly1305 | None] = {}
+
+    def __repr__(self) -> str:
+        return "ReaderKey(<secret>)"
+
+    def aead_for(self, writer_pk: bytes) -> ChaCha20Poly1305 | None:
+        """The packet cipher for packets from `writer_pk`, or None for a low-order point."""
+        found = self._aeads.get(writer_pk, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        try:
+            shared = self.key.exchange(X25519PublicKey.from_public_bytes(writer_pk))
+        except ValueError:  # a low-order point: no shared secret, so not a packet for us
+            aead = None
+        else:
+            aead = ChaCha20Poly1305(_packet_key(shared, self.public, writer_pk))
+        if len(self._aeads) >= self._limit:
+            self._aeads.clear()
+        self._aeads[bytes(writer_pk)] = aead
+        return aead
+
+
+def open_packets(packets: Sequence[RawPacket], *, reader: X25519PrivateKey | ReaderKey) -> list[bytes]:
     """The plaintexts of the packets sealed to `reader`; others are skipped, as the spec says."""
-    reader_pk = _public_bytes(reader)
-    aeads: dict[bytes, ChaCha20Poly1305 | None] = {}
+    # One exchange per distinct writer key: within a header (several recipients share one) and,
+    # with a `ReaderKey`, across every header it opens.
+    keyring = reader if isinstance(reader, ReaderKey) else ReaderKey(reader)
     opened: list[bytes] = []
     for packet in packets:
         if packet.method != METHOD_X25519_CHACHA20_POLY1305 or len(packet.body) < _PACKET_OVERHEAD - 8:
             continue  # another method, or too short to be ours: meant for another reader
-        writer_pk = packet.body[:KEY_SIZE]
-        if writer_pk not in aeads:
-            # One exchange per distinct writer key: a multi-recipient header shares one.
-            try:
-                shared = reader.exchange(X25519PublicKey.from_public_bytes(writer_pk))
-            except ValueError:  # a low-order point: no shared secret, so not a packet for us
-                aeads[writer_pk] = None
-            else:
-                aeads[writer_pk] = ChaCha20Poly1305(_packet_key(shared, reader_pk, writer_pk))
-        aead = aeads[writer_pk]
+        aead = keyring.aead_for(bytes(packet.body[:KEY_SIZE]))
         if aead is None:
             continue
         nonce = packet.body[KEY_SIZE:KEY_SIZE + NONCE_SIZE]
@@ -227,7 +253,7 @@ def interpret(plaintexts: Sequence[bytes]) -> DataKeys:
     return DataKeys(tuple(keys), edit_list)
 
 
-def open_header(header: bytes | bytearray | memoryview, *, reader: X25519PrivateKey) -> DataKeys:
+def open_header(header: bytes | bytearray | memoryview, *, reader: X25519PrivateKey | ReaderKey) -> DataKeys:
     """The data keys (and edit list, if any) that `header` holds for `reader`."""
     packets, _ = split_header(header)
     opened = open_packets(packets, reader=reader)

@@ -399,3 +399,47 @@ def test_malformed_key_files_are_refused_with_a_key_file_error(text: bytes) -> N
         keys.parse_private_key(text)
     with pytest.raises(Crypt4GHKeyFileError):
         keys.parse_public_key(text)
+
+
+def test_a_reader_key_derives_one_packet_key_per_writer_across_many_headers_and_still_refuses_others() -> None:
+    import io as _io
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey as _Key
+
+    from governance.crypto.crypt4gh import decrypt as _decrypt
+    from governance.crypto.crypt4gh import encrypt as _encrypt
+    from governance.crypto.header import ReaderKey, reseal_headers
+
+    class Counting:
+        """Stands in for the reader's private key and counts its X25519 exchanges."""
+
+        def __init__(self, key: _Key) -> None:
+            self.key, self.exchanges = key, 0
+
+        def exchange(self, peer: object) -> bytes:
+            self.exchanges += 1
+            return self.key.exchange(peer)  # type: ignore[arg-type]
+
+        def public_key(self) -> object:
+            return self.key.public_key()
+
+        def public_bytes_raw(self) -> bytes:
+            return self.key.public_key().public_bytes_raw()
+
+    dataset, reader, stranger = _Key.generate(), _Key.generate(), _Key.generate()
+    files = []
+    for i in range(20):
+        out = _io.BytesIO()
+        info = _encrypt(_io.BytesIO(bytes([i]) * 3000), out, recipients=[dataset.public_key()])
+        files.append((info, out.getvalue()[len(info.header):]))
+    headers = reseal_headers([f[0].header for f in files], reader=dataset, recipient=reader.public_key())
+    counting = Counting(reader)
+    keyring = ReaderKey(counting)  # type: ignore[arg-type]
+    for i, ((_, payload), header) in enumerate(zip(files, headers, strict=True)):
+        out = _io.BytesIO()
+        _decrypt(_io.BytesIO(header + payload), out, reader=keyring)
+        assert out.getvalue() == bytes([i]) * 3000
+    assert counting.exchanges == 1  # one writer (the dataset key) for all twenty headers
+    with pytest.raises(Crypt4GHError):
+        _decrypt(_io.BytesIO(headers[0] + files[0][1]), _io.BytesIO(), reader=ReaderKey(stranger))
+    assert "secret" in repr(keyring) and str(reader.private_bytes_raw()) not in repr(keyring)
