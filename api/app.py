@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, workspace: Workspace | None 
     )
     app.state.workspace = workspace
     app.state.debug = environ.get("GOVERNANCE_DEBUG") == "1"
+    app.state.verify_url = environ.get("GOVERNANCE_VERIFY_URL") or None  # the mailed link's base
     errors.install(app)
 
     @app.get("/v1/health", tags=["service"], summary="Liveness: answers without authentication")

@@ -4,7 +4,6 @@ routes, as the services allow."""
 
 from __future__ import annotations
 
-import os
 from html import escape
 from typing import Annotated, Any
 
@@ -106,7 +105,7 @@ def list_forms(caller: Caller, ws: WS, dataset: DatasetQ = None, pending: bool =
 @router.post("/me/email/verification", response_model=Message, responses=errors.responses(503),
              summary="Mail a verification link to the caller's address")
 def send_verification(request: Request, caller: Caller, ws: WS) -> Message:
-    link = os.environ.get("GOVERNANCE_VERIFY_URL") or str(request.url_for("verify_email_page"))
+    link = request.app.state.verify_url or str(request.url_for("verify_email_page"))
     identity.send_verification(engine=ws, mailer=ws.mailer, secret=ws.token_secret, now=now(), user_id=caller.user_id,
                                link=link, actor=caller.actor.label)
     return Message(detail=f"a single-use link was sent to {caller.email}")

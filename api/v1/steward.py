@@ -42,8 +42,6 @@ def revoke(grant_id: Id, body: ReasonIn, caller: Caller, ws: WS) -> GrantOut:
 @router.post("/terminations", response_model=TerminationOut, status_code=status.HTTP_201_CREATED,
              summary="Record a licensor's termination of a user's or an organisation's access")
 def terminate(body: TerminateIn, caller: Caller, ws: WS) -> TerminationOut:
-    if (body.email is None) == (body.organisation is None):
-        raise WorkflowError("a termination names either a user's e-mail or an organisation")
     return TerminationOut.of(workflow.terminate(ws, actor=caller.actor, now=now(), dataset_id=body.dataset, reason=body.reason,
                                                 email=body.email, organisation=body.organisation))
 
