@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -1006,14 +1007,8 @@ def apikey_create(
     actor = _actor(ctx, ws)
     record, key = ws.authenticator.create_api_key(actor=actor, now=datetime.now(UTC), name=name, datasets=datasets or None,
                                                   email=email)
-    _emit(as_json, {**asdict_safe(record), "key": key},
+    _emit(as_json, {**dataclasses.asdict(record), "key": key},
           f"{key}\n(API key {record.id} for {record.email}; shown once, keep it secret)")
-
-
-def asdict_safe(record: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(record)
 
 
 @apikey_app.command("list")
@@ -1028,7 +1023,7 @@ def apikey_list(
     keys = ws.authenticator.list_api_keys(actor=actor, email=email)
     lines = [f"{k.id:>4}  gk_{k.prefix}_…  {k.name}  {'revoked ' + k.revoked_at if k.revoked_at else 'active'}"
              f"  datasets: {', '.join(k.datasets) if k.datasets else 'all'}  last used: {k.last_used_at or 'never'}" for k in keys]
-    _emit(as_json, [asdict_safe(k) for k in keys], "\n".join(lines) or "no API keys")
+    _emit(as_json, [dataclasses.asdict(k) for k in keys], "\n".join(lines) or "no API keys")
 
 
 @apikey_app.command("revoke")

@@ -346,7 +346,7 @@ def get_request(ws: Workspace, *, actor: Actor, request_id: int) -> RequestRecor
         row = conn.execute(select(REQUESTS, USERS.c.email).join(USERS, USERS.c.id == REQUESTS.c.user_id)
                            .where(REQUESTS.c.id == request_id)).first()
         conn.rollback()
-    if row is None or not (row.user_id == actor.user_id or actor.has(Role.AUDITOR) or actor.has(Role.APPROVER, row.dataset)):
+    if row is None or not _sees(actor, row.user_id, row.dataset):
         raise NotFoundError(f"no request with id {request_id}")
     return RequestRecord.from_row(row, row.email)
 

@@ -27,13 +27,12 @@ from governance.audit import store as audit
 from governance.auth import jwt
 from governance.auth.passwords import hash_password, verify_password
 from governance.errors import ForbiddenError, GovernanceError, NotFoundError, WorkflowError
-from governance.identity.roles import ANY_DATASET, Actor, Role
+from governance.identity.roles import Actor, Role, user_actor
 from governance.identity.tokens import normalise_email
-from governance.storage.tables import ApiKeyRow, AuthSessionRow, LoginFailureRow, PasswordRow, RoleRow, UserRow
+from governance.storage.tables import ApiKeyRow, AuthSessionRow, LoginFailureRow, PasswordRow, UserRow
 from governance.workspace import Workspace
 
 USERS = UserRow.__table__  # type: ignore[attr-defined]
-ROLES = RoleRow.__table__  # type: ignore[attr-defined]
 PASSWORDS = PasswordRow.__table__  # type: ignore[attr-defined]
 SESSIONS = AuthSessionRow.__table__  # type: ignore[attr-defined]
 API_KEYS = ApiKeyRow.__table__  # type: ignore[attr-defined]
@@ -114,9 +113,7 @@ def _actor(conn: Connection, user_id: str) -> Actor | None:
     row = conn.execute(select(USERS.c.email, USERS.c.disabled).where(USERS.c.id == user_id)).first()
     if row is None or row.disabled:
         return None
-    roles = conn.execute(select(ROLES.c.role, ROLES.c.dataset).where(ROLES.c.user_id == user_id)).all()
-    held = frozenset((Role(r.role), r.dataset) for r in roles) | {(Role.RESEARCHER, ANY_DATASET)}
-    return Actor(label=f"user:{user_id}", user_id=user_id, email=row.email, roles=held)
+    return user_actor(conn, user_id, row.email)
 
 
 @dataclass

@@ -81,9 +81,14 @@ def actor_for(conn: Connection, email: str) -> Actor:
         raise NotFoundError(f"no user with the address {address}")
     if row.disabled:
         raise ForbiddenError(f"the account {address} is disabled")
-    roles = conn.execute(select(ROLES.c.role, ROLES.c.dataset).where(ROLES.c.user_id == row.id)).all()
+    return user_actor(conn, row.id, address)
+
+
+def user_actor(conn: Connection, user_id: str, email: str) -> Actor:
+    """The actor for a known user, with the roles stored for it (every user is a researcher)."""
+    roles = conn.execute(select(ROLES.c.role, ROLES.c.dataset).where(ROLES.c.user_id == user_id)).all()
     held = frozenset((Role(r.role), r.dataset) for r in roles) | {(Role.RESEARCHER, ANY_DATASET)}
-    return Actor(label=f"user:{row.id}", user_id=row.id, email=address, roles=held)
+    return Actor(label=f"user:{user_id}", user_id=user_id, email=email, roles=held)
 
 
 def load_actor(db: Transactional, email: str) -> Actor:
