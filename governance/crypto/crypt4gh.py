@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,14 +127,92 @@ def _fill(src: Source, view: memoryview) -> int:
     return total
 
 
+class _HashingThread:
+    """A plaintext sha256 computed in a second thread while the caller encrypts.
+
+    hashlib releases the GIL while it hashes a buffer of more than 2 KiB, and so does the AEAD
+    of `cryptography` while it seals one (measured: two threads sealing reach 1.7x one), so on
+    two cores the digest and the encryption of a batch overlap instead of adding up. The caller
+    takes a buffer, fills it, hands it over with `submit`, and encrypts it while it is hashed;
+    the hasher gives each buffer back once hashed, so memory stays at `count` batches and the
+    digest sees the buffers in the order they were submitted.
+    """
+
+    __slots__ = ("_sha", "_todo", "_free", "_error", "_thread")
+
+    def __init__(self, sha: hashlib._Hash, *, count: int, size: int) -> None:
+        self._sha = sha
+        self._todo: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(count):
+            self._free.put(memoryview(bytearray(size)))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="crypt4gh-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._todo.get()) is not None:
+            buf, n = item
+            if self._error is None:
+                try:
+                    self._sha.update(buf[:n])
+                except BaseException as exc:  # handed to the caller by take() or finish()
+                    self._error = exc
+            self._free.put(buf)  # always: the caller may be waiting for it
+
+    def take(self) -> memoryview:
+        """A buffer the hasher is done with (waits for one when all are in its queue)."""
+        buf = self._free.get()
+        if self._error is not None:
+            raise self._error
+        return buf
+
+    def submit(self, buf: memoryview, n: int) -> None:
+        """Hash `buf[:n]` next; the caller only reads `buf` until `take` returns it again."""
+        self._todo.put((buf, n))
+
+    def stop(self) -> None:
+        """Wait until everything submitted is hashed and end the thread."""
+        self._todo.put(None)
+        self._thread.join()
+
+    def finish(self) -> None:
+        """`stop`, then raise what the hasher raised, if anything."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
+
+
+_HASH_BUFFERS = 2  # plaintext batches in flight: one being read and encrypted while the other is hashed
+
+
+def _seal_batch(aead: ChaCha20Poly1305, pv: memoryview, n: int, cv: memoryview, macs: hashlib._Hash) -> tuple[int, int]:
+    """Encrypt `pv[:n]` into `cv` as whole segments; returns the bytes written and the segment count."""
+    count = -(-n // SEGMENT_SIZE)
+    nonces = os.urandom(NONCE_SIZE * count)
+    out = 0
+    for i in range(count):
+        start = i * SEGMENT_SIZE
+        length = min(SEGMENT_SIZE, n - start)
+        nonce = nonces[i * NONCE_SIZE:(i + 1) * NONCE_SIZE]
+        cv[out:out + NONCE_SIZE] = nonce
+        end = out + NONCE_SIZE + length + MAC_SIZE
+        aead.encrypt_into(nonce, pv[start:start + length], None, cv[out + NONCE_SIZE:end])
+        macs.update(cv[end - MAC_SIZE:end])
+        out = end
+    return out, count
+
+
 def encrypt(src: Source, dst: Sink, *, recipients: Sequence[X25519PublicKey],
             writer: X25519PrivateKey | None = None, sha256: bool = True) -> EncryptedInfo:
     """Encrypt `src` into `dst` as a Crypt4GH file readable by every recipient.
 
     A fresh random data key per file; `writer` defaults to an ephemeral key. Streams in
-    constant memory (at most about 2 MiB). The returned facts are what the manifest keeps;
-    `sha256=False` skips the plaintext digest (it costs more than the encryption itself) for
-    callers that hash elsewhere or not at all, and then `EncryptedInfo.sha256` is None.
+    constant memory (at most about 3 MiB: two plaintext batches and one ciphertext batch).
+    The returned facts are what the manifest keeps; `sha256=False` skips the plaintext digest
+    for callers that hash elsewhere or not at all, and then `EncryptedInfo.sha256` is None.
+    Past the first segment and batch (1.06 MiB) the digest is computed in a second thread, concurrently with the
+    encryption (`_HashingThread`); the output and the digest are the same either way.
     """
     data_key = secrets.token_bytes(32)
     header = seal_packets([data_encryption_packet(data_key)], recipients=recipients, writer=writer)
@@ -141,33 +221,37 @@ def encrypt(src: Source, dst: Sink, *, recipients: Sequence[X25519PublicKey],
     # One segment's buffers first: small files (the common case) never pay for the batch.
     pv, cv = memoryview(bytearray(SEGMENT_SIZE)), memoryview(bytearray(CIPHER_SEGMENT_SIZE))
     sha = hashlib.sha256() if sha256 else None
+    hasher: _HashingThread | None = None
     macs = hashlib.sha256()
     size = segments = 0
-    while True:
-        n = _fill(src, pv)
-        if not n:
-            break
-        if sha is not None:
-            sha.update(pv[:n])
-        count = -(-n // SEGMENT_SIZE)
-        nonces = os.urandom(NONCE_SIZE * count)
-        out = 0
-        for i in range(count):
-            start = i * SEGMENT_SIZE
-            length = min(SEGMENT_SIZE, n - start)
-            nonce = nonces[i * NONCE_SIZE:(i + 1) * NONCE_SIZE]
-            cv[out:out + NONCE_SIZE] = nonce
-            end = out + NONCE_SIZE + length + MAC_SIZE
-            aead.encrypt_into(nonce, pv[start:start + length], None, cv[out + NONCE_SIZE:end])
-            macs.update(cv[end - MAC_SIZE:end])
-            out = end
-        dst.write(cv[:out])
-        size += n
-        segments += count
-        if n < len(pv):
-            break  # _fill stops short only at the end of the stream
-        if len(pv) < SEGMENT_SIZE * BATCH:
-            pv, cv = memoryview(bytearray(SEGMENT_SIZE * BATCH)), memoryview(bytearray(CIPHER_SEGMENT_SIZE * BATCH))
+    try:
+        while True:
+            n = _fill(src, pv)
+            if not n:
+                break
+            if hasher is not None:
+                hasher.submit(pv, n)  # hashed in the other thread while this one encrypts it
+            elif sha is not None:
+                sha.update(pv[:n])
+            out, count = _seal_batch(aead, pv, n, cv, macs)
+            dst.write(cv[:out])
+            size += n
+            segments += count
+            if n < len(pv):
+                break  # _fill stops short only at the end of the stream
+            if hasher is not None:
+                pv = hasher.take()
+            elif len(pv) < SEGMENT_SIZE * BATCH:  # past one segment: batch-sized buffers
+                pv, cv = memoryview(bytearray(SEGMENT_SIZE * BATCH)), memoryview(bytearray(CIPHER_SEGMENT_SIZE * BATCH))
+            elif sha is not None:  # past a segment and a batch: a large file, worth a second thread
+                hasher = _HashingThread(sha, count=_HASH_BUFFERS, size=SEGMENT_SIZE * BATCH)
+                pv = hasher.take()
+    except BaseException:
+        if hasher is not None:
+            hasher.stop()  # the error that brought us here is the one to raise
+        raise
+    if hasher is not None:
+        hasher.finish()
     return EncryptedInfo(size=size, sha256=sha.hexdigest() if sha is not None else None, mac_digest=macs.hexdigest(),
                          header=header, segments=segments)
 

@@ -11,7 +11,9 @@ import io
 import os
 import stat
 import struct
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -20,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from governance.crypto import keys
+from governance.crypto import crypt4gh, keys
 from governance.crypto.crypt4gh import (
     CIPHER_SEGMENT_SIZE,
     SEGMENT_SIZE,
@@ -142,6 +144,61 @@ def test_short_reads_from_pipes_are_handled(reader: X25519PrivateKey) -> None:
     back = io.BytesIO()
     decrypt(ChunkedSource(out.getvalue(), [333, 70_000]), back, reader=reader, expected=_expected(info))
     assert back.getvalue() == data
+
+
+LARGE = SEGMENT_SIZE + SEGMENT_SIZE * crypt4gh.BATCH  # past this, the sha256 is computed in a second thread
+
+
+@pytest.mark.parametrize("size", [LARGE - 1, LARGE, LARGE + 1, 2 * LARGE, 5 * LARGE + 12_345])
+def test_the_threaded_sha256_and_the_output_match_the_serial_ones(size: int, reader: X25519PrivateKey,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+
+    class Counted(crypt4gh._HashingThread):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            started.append(self)
+
+    monkeypatch.setattr(crypt4gh, "_HashingThread", Counted)
+    data = os.urandom(size)
+    before = threading.active_count()
+    out = io.BytesIO()
+    info = encrypt(ChunkedSource(data, [70_000, 1_000_000, 13]), out, recipients=[reader.public_key()])
+    assert len(started) == (size >= LARGE) and threading.active_count() == before  # the thread has ended
+    blob = out.getvalue()
+    assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == size
+    assert len(blob) == encrypted_size(size, info.header_length) and info.segments == -(-size // SEGMENT_SIZE)
+    assert info.mac_digest == hashlib.sha256(b"".join(s[-16:] for s in _segments(blob, info.header_length))).hexdigest()
+    assert _decrypt(blob, reader, _expected(info)) == data
+    plain = encrypt(io.BytesIO(data), io.BytesIO(), recipients=[reader.public_key()], sha256=False)
+    assert plain.sha256 is None and plain.segments == info.segments and len(started) == (size >= LARGE)
+
+
+def test_a_source_failing_mid_stream_stops_the_hashing_thread(reader: X25519PrivateKey) -> None:
+    class Failing(ChunkedSource):
+        def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+            if self._pos >= 3 * LARGE:
+                raise OSError("disk gone")
+            return super().readinto(buffer)
+
+    before = threading.active_count()
+    with pytest.raises(OSError, match="disk gone"):
+        encrypt(Failing(os.urandom(4 * LARGE), [LARGE]), io.BytesIO(), recipients=[reader.public_key()])
+    assert threading.active_count() == before
+
+
+def test_an_error_in_the_hashing_thread_reaches_the_caller() -> None:
+    class Broken:
+        def update(self, data: memoryview) -> None:
+            raise MemoryError("no room")
+
+    hasher = crypt4gh._HashingThread(Broken(), count=2, size=16)  # type: ignore[arg-type]
+    hasher.submit(hasher.take(), 16)
+    with pytest.raises(MemoryError):
+        hasher.take()
+        hasher.take()  # the hasher gives buffers back even after failing, so this never hangs
+    with pytest.raises(MemoryError):
+        hasher.finish()
 
 
 @settings(max_examples=40, deadline=None)
