@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 
-from api import errors
+from api import console, errors
 from api.v1 import auth, checks, datasets, files, researcher, steward
 from governance.config import Settings, SettingsError
 from governance.storage.db import require_current
@@ -80,4 +80,5 @@ def create_app(settings: Settings | None = None, *, workspace: Workspace | None 
 
     for router in (auth.router, datasets.router, checks.router, files.router, researcher.router, steward.router):
         app.include_router(router, prefix="/v1")
+    console.install(app)
     return app

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from governance.auth.jwt import InvalidTokenError
@@ -75,13 +75,36 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTHENTICATED = responses(401, 403, 404, 409, 422, 500)
 
 
+def status_for(exc: BaseException) -> int:
+    """The HTTP status of a core error (500 for anything not mapped)."""
+    for cls, status, _, _ in _MAP:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def _console(request: Request) -> bool:
+    path = request.url.path
+    return path == "/console" or path.startswith("/console/")
+
+
 def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _governance(request: Request, exc: Exception) -> JSONResponse:
+def _governance(request: Request, exc: Exception) -> Response:
+    if _console(request):
+        from api.console.errors import render_error
+
+        status = status_for(exc)
+        if status >= 500:
+            return _unexpected(request, exc)
+        if isinstance(exc, MailDeliveryError):
+            log.error("mail delivery failed in %s %s: %s", request.method, request.url.path, exc)
+            return render_error(request, status, "the message could not be sent; try again later")
+        return render_error(request, status, str(exc))
     for cls, status, slug, title in _MAP:
         if isinstance(exc, cls):
             if status == 401:
@@ -101,17 +124,26 @@ def _governance(request: Request, exc: Exception) -> JSONResponse:
     return _unexpected(request, exc)
 
 
-def _validation(request: Request, exc: Exception) -> JSONResponse:
+def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:200]} for e in exc.errors()[:20]]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"])
+    if _console(request):
+        from api.console.errors import render_error
+
+        return render_error(request, 422, f"{where}: {first['msg']}" if where else str(first["msg"]))
     return problem(422, "invalid-input", "Invalid input", f"{where}: {first['msg']}" if where else str(first["msg"]),
                    errors=errors)
 
 
-def _http(request: Request, exc: Exception) -> JSONResponse:
+def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if _console(request):
+        from api.console.errors import render_error
+
+        text = {404: "there is no such page", 405: "this page does not take that kind of request"}.get(exc.status_code)
+        return render_error(request, exc.status_code, text or (exc.detail if isinstance(exc.detail, str) else "request refused"))
     slug = {401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
             413: "too-large"}.get(exc.status_code, "http-error")
     detail = exc.detail if isinstance(exc.detail, str) else "request refused"
@@ -119,12 +151,16 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
                    detail if exc.status_code != 401 else "a valid access token or API key is required")
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def _unexpected(request: Request, exc: Exception) -> Response:
     request_id = uuid.uuid4().hex[:16]
     # SECURITY: the exception's text may hold data; the log gets its type and the request id only,
     # the traceback only when GOVERNANCE_DEBUG asks for it.
     log.error("internal error %s in %s %s (%s)", request_id, request.method, request.url.path, type(exc).__name__,
               exc_info=request.app.state.debug)
+    if _console(request):
+        from api.console.errors import render_error
+
+        return render_error(request, 500, f"an internal error occurred; quote request id {request_id}")
     return problem(500, "internal", "Internal error", f"an internal error occurred; quote request id {request_id}",
                    request_id=request_id)
 
@@ -148,7 +184,18 @@ def document(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _login_required(request: Request, exc: Exception) -> Response:
+    from api.console.errors import login_redirect
+    from api.console.session import LoginRequired
+
+    assert isinstance(exc, LoginRequired)
+    return login_redirect(request, exc.next_path)
+
+
 def install(app: FastAPI) -> None:
+    from api.console.session import LoginRequired
+
+    app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(GovernanceError, _governance)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

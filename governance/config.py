@@ -39,6 +39,17 @@ def _float(env: Mapping[str, str], name: str, default: float, *, high: float) ->
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be 1 or 0 (true or false)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where state lives and how people authenticate. Defaults give the embedded deployment: a
@@ -58,6 +69,12 @@ class Settings:
     auth_cache_seconds: float = 0.5
     login_failures_allowed: int = 5
     login_failure_window_seconds: int = 900
+    # The console (a cookie session): idle timeout, absolute lifetime, how long a re-entered
+    # password counts, and whether the cookie is marked Secure (only off for plain-HTTP tests).
+    console_idle_seconds: int = 900
+    console_session_seconds: int = 8 * 3600
+    console_reauth_seconds: int = 300
+    console_secure_cookie: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -74,6 +91,10 @@ class Settings:
             auth_cache_seconds=_float(env, "GOVERNANCE_AUTH_CACHE_SECONDS", 0.5, high=1.0),
             login_failures_allowed=_int(env, "GOVERNANCE_LOGIN_FAILURES_ALLOWED", 5, low=1),
             login_failure_window_seconds=_int(env, "GOVERNANCE_LOGIN_FAILURE_WINDOW_SECONDS", 900, low=1),
+            console_idle_seconds=_int(env, "GOVERNANCE_CONSOLE_IDLE_SECONDS", 900, low=1),
+            console_session_seconds=_int(env, "GOVERNANCE_CONSOLE_SESSION_SECONDS", 8 * 3600, low=60),
+            console_reauth_seconds=_int(env, "GOVERNANCE_CONSOLE_REAUTH_SECONDS", 300, low=1),
+            console_secure_cookie=_bool(env, "GOVERNANCE_CONSOLE_SECURE_COOKIE", True),
         )
 
     @property

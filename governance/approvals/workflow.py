@@ -30,6 +30,7 @@ from governance.approvals.records import (
 )
 from governance.audit import store as audit
 from governance.errors import ConflictError, ForbiddenError, LineageError, NotFoundError, WorkflowError
+from governance.identity.mail import Message
 from governance.identity.roles import Actor, Role
 from governance.identity.tokens import normalise_email
 from governance.policy.compile import CDataset, CTerms
@@ -40,6 +41,7 @@ from governance.storage.tables import (
     GrantRow,
     ManifestFileRow,
     OrganisationRow,
+    RequestNoteRow,
     RequestRow,
     SignedFormRow,
     TerminationRow,
@@ -54,6 +56,7 @@ ORGS = OrganisationRow.__table__  # type: ignore[attr-defined]
 ACCEPTANCES = AcceptanceRow.__table__  # type: ignore[attr-defined]
 FORMS = SignedFormRow.__table__  # type: ignore[attr-defined]
 REQUESTS = RequestRow.__table__  # type: ignore[attr-defined]
+NOTES = RequestNoteRow.__table__  # type: ignore[attr-defined]
 GRANTS = GrantRow.__table__  # type: ignore[attr-defined]
 TERMINATIONS = TerminationRow.__table__  # type: ignore[attr-defined]
 WAIVERS = WaiverRow.__table__  # type: ignore[attr-defined]
@@ -319,6 +322,46 @@ def withdraw(ws: Workspace, *, actor: Actor, now: datetime, request_id: int) -> 
         row = _load_request(conn, request_id)
         email = _email_of(conn, row.user_id)
     return RequestRecord.from_row(row, email)
+
+
+def ask_for_more(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, question: str) -> int:
+    """An approver asks the requester for more (a missing form, a clearer purpose): the request
+    stays pending, the question is recorded on it and in the audit chain, and the requester is
+    mailed a pointer to it. Returns the note's id."""
+    text = _text(question, "what you are asking the requester for")
+    with ws.begin() as conn:
+        row = _visible_request(conn, actor, request_id)
+        actor.require(Role.APPROVER, row.dataset)
+        if row.state != "pending":
+            raise ConflictError(f"request {request_id} is already {row.state}; nothing was changed")
+        key = conn.execute(insert(NOTES).values(request_id=request_id, at=iso(now), by=actor.label, kind="ask", text=text)
+                           ).inserted_primary_key
+        assert key is not None
+        audit.append(conn, at=now, actor=actor.label, action="request.ask", target=f"request:{request_id}", outcome="ok",
+                     details={"dataset": row.dataset, "user": row.user_id, "note": int(key[0])})
+        # The mail goes last: if it fails, the question and its audit event roll back.
+        ws.mailer.send(Message(to=_email_of(conn, row.user_id),
+                               subject=f"Request {request_id} for {row.dataset}: more information needed",
+                               body=f"The approver of {row.dataset} asks:\n\n{text}\n\nAnswer with POST "
+                                    f"/v1/requests/{request_id}/notes (or `govern request reply {request_id}`).\n"))
+    return int(key[0])
+
+
+def reply(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, text: str) -> int:
+    """The requester answers an approver's question on their pending request."""
+    body = _text(text, "your answer")
+    with ws.begin() as conn:
+        row = _visible_request(conn, actor, request_id)
+        if actor.user_id != row.user_id:
+            raise ForbiddenError(f"only the requester can answer on request {request_id}")
+        if row.state != "pending":
+            raise ConflictError(f"request {request_id} is already {row.state}; nothing was changed")
+        key = conn.execute(insert(NOTES).values(request_id=request_id, at=iso(now), by=actor.label, kind="reply", text=body)
+                           ).inserted_primary_key
+        assert key is not None
+        audit.append(conn, at=now, actor=actor.label, action="request.reply", target=f"request:{request_id}", outcome="ok",
+                     details={"dataset": row.dataset, "note": int(key[0])})
+    return int(key[0])
 
 
 def list_requests(ws: Workspace, *, actor: Actor, state: str | None = None, dataset_id: str | None = None,

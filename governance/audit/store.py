@@ -37,7 +37,7 @@ class AuditKeyError(GovernanceError):
     """The checkpoint signing key is missing, unreadable or too widely readable."""
 
 
-def _row_to_event(row: Any) -> AuditEvent:
+def row_to_event(row: Any) -> AuditEvent:
     return AuditEvent(seq=row.seq, at=row.at, actor=row.actor, action=row.action, target=row.target,
                       outcome=row.outcome, reasons=tuple(json.loads(row.reasons)), details=json.loads(row.details),
                       prev_hash=row.prev_hash, hash=row.hash)
@@ -45,7 +45,7 @@ def _row_to_event(row: Any) -> AuditEvent:
 
 def head(conn: Connection) -> AuditEvent | None:
     row = conn.execute(select(EVENTS).order_by(EVENTS.c.seq.desc()).limit(1)).first()
-    return _row_to_event(row) if row is not None else None
+    return row_to_event(row) if row is not None else None
 
 
 def lock_chain(conn: Connection) -> None:
@@ -128,7 +128,7 @@ def events(conn: Connection, *, chunk: int = 5000) -> Iterator[AuditEvent]:
         if not rows:
             return
         for row in rows:
-            yield _row_to_event(row)
+            yield row_to_event(row)
         last = rows[-1].seq
 
 

@@ -64,7 +64,7 @@ class Principal:
     """Who is calling: the actor with their stored roles, and how they authenticated."""
 
     actor: Actor
-    kind: str  # "session" | "api_key"
+    kind: str  # "session" | "api_key" | "console"
     credential: str  # session id or API key id
     datasets: frozenset[str] | None = None  # an API key's dataset scope; None: all
 
@@ -197,11 +197,11 @@ class Authenticator:
 
     def _session(self, claims: jwt.TokenClaims, *, now: datetime) -> Principal:
         with self.ws.connect() as conn:
-            row = conn.execute(select(SESSIONS.c.user_id, SESSIONS.c.revoked_at, SESSIONS.c.expires_at)
+            row = conn.execute(select(SESSIONS.c.user_id, SESSIONS.c.revoked_at, SESSIONS.c.expires_at, SESSIONS.c.kind)
                                .where(SESSIONS.c.id == claims.session)).first()
             # INVARIANT: an access token never outlives its session, even one refreshed just before
             # the session's end.
-            if (row is None or row.revoked_at is not None or row.user_id != claims.subject
+            if (row is None or row.kind != "api" or row.revoked_at is not None or row.user_id != claims.subject
                     or (parse_time(row.expires_at) or now) <= now):
                 raise AuthenticationError()
             actor = _actor(conn, row.user_id)
@@ -246,6 +246,15 @@ class Authenticator:
         """A new session and its first tokens, or `AuthenticationError` (the same whether the
         address is unknown, the password wrong or the account disabled). Failures are audited
         and counted; too many in the window give `RateLimitedError` before any password check."""
+        user_id, address = self.check_password(email=email, password=password, now=now, client=client)
+        session, refresh_secret = self.open_session(user_id=user_id, now=now, client=client, kind="api",
+                                                    lifetime=self.settings.refresh_token_seconds)
+        return self._tokens(user_id=user_id, email=address, session=session, refresh_secret=refresh_secret, now=now)
+
+    def check_password(self, *, email: str, password: str, now: datetime, client: str) -> tuple[str, str]:
+        """The (user id, address) whose password this is, or `AuthenticationError`. Every failure
+        is audited and counted against the address, so logins and re-authentications share one
+        throttle: too many in the window give `RateLimitedError` before any password check."""
         try:
             address = normalise_email(email)
         except GovernanceError:
@@ -275,15 +284,23 @@ class Authenticator:
                              outcome="denied", reasons=["bad_credentials"])
             raise AuthenticationError("the e-mail address or password is wrong")
         assert user is not None
-        session = secrets.token_hex(16)
-        refresh_secret = secrets.token_urlsafe(32)
         with self.ws.begin() as conn:
             conn.execute(delete(FAILURES).where(FAILURES.c.email == address))
+        return str(user.id), address
+
+    def open_session(self, *, user_id: str, now: datetime, client: str, kind: str, lifetime: int) -> tuple[str, str]:
+        """Record a new session of `kind` ("api" or "console") for a user whose password was just
+        checked; returns its id and secret (only the secret's digest is stored)."""
+        session = secrets.token_hex(16)
+        secret = secrets.token_urlsafe(32)
+        with self.ws.begin() as conn:
             conn.execute(insert(SESSIONS).values(
-                id=session, user_id=user.id, refresh_digest=_digest(refresh_secret), created_at=iso(now),
-                expires_at=iso(now + timedelta(seconds=self.settings.refresh_token_seconds)), client=client[:256]))
-            audit.append(conn, at=now, actor=f"user:{user.id}", action="auth.login", target=f"session:{session}", outcome="ok")
-        return self._tokens(user_id=user.id, email=address, session=session, refresh_secret=refresh_secret, now=now)
+                id=session, user_id=user_id, refresh_digest=_digest(secret), created_at=iso(now),
+                expires_at=iso(now + timedelta(seconds=lifetime)), client=client[:256], kind=kind,
+                last_seen_at=iso(now)))
+            audit.append(conn, at=now, actor=f"user:{user_id}", action="auth.login", target=f"session:{session}", outcome="ok",
+                         details={"kind": kind})
+        return session, secret
 
     def _tokens(self, *, user_id: str, email: str, session: str, refresh_secret: str, now: datetime) -> LoginResult:
         token, _ = jwt.issue(self.keys, issuer=self.settings.jwt_issuer, audience=self.settings.jwt_audience, subject=user_id,
@@ -300,7 +317,9 @@ class Authenticator:
         new_secret = secrets.token_urlsafe(32)
         with self.ws.begin() as conn:
             row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session)).first()
-            if row is None or row.revoked_at is not None or (parse_time(row.expires_at) or now) <= now:
+            # A console session's cookie is not a refresh token: it never mints bearer tokens.
+            if (row is None or row.kind != "api" or row.revoked_at is not None
+                    or (parse_time(row.expires_at) or now) <= now):
                 raise AuthenticationError()
             presented = _digest(secret)
             if not hmac.compare_digest(row.refresh_digest, presented):

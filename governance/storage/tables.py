@@ -144,6 +144,19 @@ class RequestRow(SQLModel, table=True):
     reason: str | None = None
 
 
+class RequestNoteRow(SQLModel, table=True):
+    """A note on a request: an approver asking for more ("ask"), the requester answering ("reply")."""
+
+    __tablename__ = "request_notes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="requests.id", index=True)
+    at: str = Field(max_length=40)
+    by: str = Field(max_length=320)
+    kind: str = Field(max_length=16)
+    text: str
+
+
 class GrantRow(SQLModel, table=True):
     __tablename__ = "grants"
 
@@ -241,6 +254,9 @@ class AuthSessionRow(SQLModel, table=True):
     last_refresh_at: str | None = Field(default=None, max_length=40)
     revoked_at: str | None = Field(default=None, max_length=40)
     client: str = Field(max_length=256)
+    kind: str = Field(default="api", max_length=16)  # "api" (tokens) or "console" (a cookie)
+    last_seen_at: str | None = Field(default=None, max_length=40)  # the console's idle timeout
+    reauth_at: str | None = Field(default=None, max_length=40)  # the password last re-entered
 
 
 class ApiKeyRow(SQLModel, table=True):
