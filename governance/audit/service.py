@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
 from governance.audit import store
-from governance.audit.chain import AuditEvent, Verification
+from governance.audit.chain import AuditEvent, Checkpoint, Verification
 from governance.identity.roles import Actor, Role
 from governance.workspace import Workspace
 
@@ -34,3 +36,28 @@ def recent_events(ws: Workspace, *, actor: Actor, limit: int = 50, before: int |
         rows = conn.execute(query).all()
         conn.rollback()
     return [store.row_to_event(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The chain's head and its newest signed checkpoint, for the audit page."""
+
+    verification: Verification
+    head_seq: int | None
+    head_at: str | None
+    head_hash: str | None
+    checkpoint_seq: int | None
+    checkpoint_at: str | None
+
+
+def chain_state(ws: Workspace, *, actor: Actor) -> ChainState:
+    """Verify the chain (auditors, administrators) and say where its head and checkpoint stand."""
+    result = verify_audit(ws, actor=actor)
+    with ws.connect() as conn:
+        top = store.head(conn)
+        conn.rollback()
+    cp_file = ws.settings.checkpoint_path
+    cp = Checkpoint.from_json(cp_file.read_text()) if cp_file.exists() else None
+    return ChainState(verification=result, head_seq=top.seq if top else None, head_at=top.at if top else None,
+                      head_hash=top.hash if top else None, checkpoint_seq=cp.seq if cp else None,
+                      checkpoint_at=cp.at if cp else None)
