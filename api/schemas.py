@@ -161,6 +161,19 @@ class ReasonIn(In):
     reason: str = Field(min_length=1, max_length=4000)
 
 
+class NoteIn(In):
+    text: str = Field(min_length=1, max_length=4000, description="the question (approver) or the answer (requester)")
+
+
+class NoteOut(Out):
+    id: int
+    request_id: int
+    at: str
+    by: str
+    kind: str = Field(description="ask: an approver's question; reply: the requester's answer")
+    text: str
+
+
 class GrantOut(Out):
     id: int
     user: str

@@ -338,7 +338,7 @@ agreement_app = typer.Typer(no_args_is_help=True, help="Agreement acceptance.")
 app.add_typer(agreement_app, name="agreement")
 form_app = typer.Typer(no_args_is_help=True, help="Signed agreement forms.")
 app.add_typer(form_app, name="form")
-request_app = typer.Typer(no_args_is_help=True, help="Access requests: create, list, approve, deny, withdraw.")
+request_app = typer.Typer(no_args_is_help=True, help="Access requests: create, list, approve, deny, ask for more, reply, withdraw.")
 app.add_typer(request_app, name="request")
 grant_app = typer.Typer(no_args_is_help=True, help="Grants: list and revoke.")
 app.add_typer(grant_app, name="grant")
@@ -737,6 +737,30 @@ def request_deny(ctx: typer.Context, request_id: int,
     ws = _workspace(ctx)
     rec = workflow.deny(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), request_id=request_id, reason=reason)
     _emit(as_json, rec.as_dict(), f"request {rec.id} denied: {rec.reason}")
+
+
+@request_app.command("ask")
+def request_ask(ctx: typer.Context, request_id: int,
+                question: Annotated[str, typer.Option("--question", help="what the requester should add; mailed to them")],
+                as_json: JsonOpt = False) -> None:
+    """Ask the requester for more; the request stays pending."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    note = workflow.ask_for_more(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), request_id=request_id, question=question)
+    _emit(as_json, {"request": request_id, "note": note}, f"request {request_id}: question {note} recorded and mailed")
+
+
+@request_app.command("reply")
+def request_reply(ctx: typer.Context, request_id: int,
+                  text: Annotated[str, typer.Option("--text", help="your answer to the approver's question")],
+                  as_json: JsonOpt = False) -> None:
+    """Answer an approver's question on your pending request."""
+    from governance.approvals import workflow
+
+    ws = _workspace(ctx)
+    note = workflow.reply(ws, actor=_actor(ctx, ws), now=datetime.now(UTC), request_id=request_id, text=text)
+    _emit(as_json, {"request": request_id, "note": note}, f"request {request_id}: answer {note} recorded")
 
 
 @request_app.command("withdraw")

@@ -22,6 +22,8 @@ from api.schemas import (
     FormOut,
     GrantOut,
     Message,
+    NoteIn,
+    NoteOut,
     Page,
     PublicKeyIn,
     PublicKeyOut,
@@ -65,6 +67,18 @@ def get_request(request_id: Id, caller: Caller, ws: WS) -> RequestOut:
 @router.post("/requests/{request_id}/withdraw", response_model=RequestOut, summary="Take back a pending request")
 def withdraw(request_id: Id, caller: Caller, ws: WS) -> RequestOut:
     return RequestOut.of(workflow.withdraw(ws, actor=caller.actor, now=now(), request_id=request_id))
+
+
+@router.get("/requests/{request_id}/notes", response_model=list[NoteOut], summary="Questions and answers on a request")
+def list_notes(request_id: Id, caller: Caller, ws: WS) -> list[NoteOut]:
+    return [NoteOut.of(n) for n in workflow.list_notes(ws, actor=caller.actor, request_id=request_id)]
+
+
+@router.post("/requests/{request_id}/notes", response_model=NoteOut, status_code=status.HTTP_201_CREATED,
+             summary="Answer an approver's question on your pending request")
+def reply(request_id: Id, body: NoteIn, caller: Caller, ws: WS) -> NoteOut:
+    note = workflow.reply(ws, actor=caller.actor, now=now(), request_id=request_id, text=body.text)
+    return next(NoteOut.of(n) for n in workflow.list_notes(ws, actor=caller.actor, request_id=request_id) if n.id == note)
 
 
 @router.get("/grants", response_model=Page[GrantOut], summary="Grants the caller may see")

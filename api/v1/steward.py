@@ -10,7 +10,20 @@ from fastapi import APIRouter, Form, UploadFile, status
 
 from api import errors
 from api.deps import WS, Caller, now
-from api.schemas import ApproveIn, FormOut, GrantOut, Message, ReasonIn, RequestOut, TerminateIn, TerminationOut, VerifyOut, WaiverOut
+from api.schemas import (
+    ApproveIn,
+    FormOut,
+    GrantOut,
+    Message,
+    NoteIn,
+    NoteOut,
+    ReasonIn,
+    RequestOut,
+    TerminateIn,
+    TerminationOut,
+    VerifyOut,
+    WaiverOut,
+)
 from api.v1.common import Id
 from governance.approvals import workflow
 from governance.audit.service import verify_audit
@@ -32,6 +45,15 @@ def approve(request_id: Id, body: ApproveIn, caller: Caller, ws: WS) -> list[Gra
 @router.post("/requests/{request_id}/deny", response_model=RequestOut, summary="Deny a pending request, with a reason")
 def deny(request_id: Id, body: ReasonIn, caller: Caller, ws: WS) -> RequestOut:
     return RequestOut.of(workflow.deny(ws, actor=caller.actor, now=now(), request_id=request_id, reason=body.reason))
+
+
+@router.post("/requests/{request_id}/ask", response_model=NoteOut, status_code=status.HTTP_201_CREATED,
+             summary="Ask the requester for more; the request stays pending")
+def ask(request_id: Id, body: NoteIn, caller: Caller, ws: WS) -> NoteOut:
+    """The question is recorded on the request, audited, and mailed to the requester; if the
+    mail cannot be sent nothing is recorded (503)."""
+    note = workflow.ask_for_more(ws, actor=caller.actor, now=now(), request_id=request_id, question=body.text)
+    return next(NoteOut.of(n) for n in workflow.list_notes(ws, actor=caller.actor, request_id=request_id) if n.id == note)
 
 
 @router.post("/grants/{grant_id}/revoke", response_model=GrantOut, summary="Revoke a grant, with a reason")

@@ -16,7 +16,15 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from governance.approvals import documents
-from governance.approvals.records import FormRecord, GrantRecord, RequestRecord, TerminationRecord, WaiverRecord, iso
+from governance.approvals.records import (
+    FormRecord,
+    GrantRecord,
+    NoteRecord,
+    RequestRecord,
+    TerminationRecord,
+    WaiverRecord,
+    iso,
+)
 from governance.approvals.state import _provenance, _wanted, subject_state
 from governance.approvals.workflow import (
     ACCEPTANCES,
@@ -56,15 +64,6 @@ class Requester:
 
 
 @dataclass(frozen=True)
-class Note:
-    id: int
-    at: str
-    by: str
-    kind: str  # "ask" | "reply"
-    text: str
-
-
-@dataclass(frozen=True)
 class Requirement:
     """One requirement of one requested subset, the clause it encodes, and whether it holds now."""
 
@@ -97,7 +96,7 @@ class Evidence:
     grants: list[GrantRecord]
     other_requests: list[RequestRecord]
     terminations: list[TerminationRecord]
-    notes: list[Note]
+    notes: list[NoteRecord]
     requirements: list[Requirement]
     previews: list[Preview]
     can_decide: bool
@@ -161,7 +160,7 @@ def request_evidence(ws: Any, *, actor: Actor, now: datetime, request_id: int) -
                                           at=t.at, by=t.by, reason=t.reason, grants_revoked=0)
                         for t in conn.execute(select(TERMINATIONS).where(holder, TERMINATIONS.c.dataset == ds.id)
                                               .order_by(TERMINATIONS.c.id)).all()]
-        notes = [Note(id=n.id, at=n.at, by=n.by, kind=n.kind, text=n.text)
+        notes = [NoteRecord(id=n.id, request_id=n.request_id, at=n.at, by=n.by, kind=n.kind, text=n.text)
                  for n in conn.execute(select(NOTES).where(NOTES.c.request_id == request_id).order_by(NOTES.c.id)).all()]
         state = subject_state(conn, ws.policies, user)
         samples = {sub: _sample_path(conn, ds.id, sub) for sub in request.subsets}

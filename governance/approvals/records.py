@@ -125,3 +125,15 @@ class ArtefactRecord(_Record):
     description: str
     inputs: list[str]
     created_at: str
+
+
+@dataclass(frozen=True)
+class NoteRecord(_Record):
+    """A note on a request: an approver's question ("ask") or the requester's answer ("reply")."""
+
+    id: int
+    request_id: int
+    at: str
+    by: str
+    kind: str
+    text: str

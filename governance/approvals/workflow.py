@@ -23,6 +23,7 @@ from governance.approvals.records import (
     ArtefactRecord,
     FormRecord,
     GrantRecord,
+    NoteRecord,
     RequestRecord,
     TerminationRecord,
     WaiverRecord,
@@ -343,7 +344,7 @@ def ask_for_more(ws: Workspace, *, actor: Actor, now: datetime, request_id: int,
         ws.mailer.send(Message(to=_email_of(conn, row.user_id),
                                subject=f"Request {request_id} for {row.dataset}: more information needed",
                                body=f"The approver of {row.dataset} asks:\n\n{text}\n\nAnswer with POST "
-                                    f"/v1/requests/{request_id}/notes (or `govern request reply {request_id}`).\n"))
+                                    f"/v1/requests/{request_id}/notes (or `govern request reply {request_id} --text ...`).\n"))
     return int(key[0])
 
 
@@ -362,6 +363,15 @@ def reply(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, text: 
         audit.append(conn, at=now, actor=actor.label, action="request.reply", target=f"request:{request_id}", outcome="ok",
                      details={"dataset": row.dataset, "note": int(key[0])})
     return int(key[0])
+
+
+def list_notes(ws: Workspace, *, actor: Actor, request_id: int) -> list[NoteRecord]:
+    """The questions and answers on a request, oldest first, for whoever may see the request."""
+    with ws.connect() as conn:
+        _visible_request(conn, actor, request_id)
+        rows = conn.execute(select(NOTES).where(NOTES.c.request_id == request_id).order_by(NOTES.c.id)).all()
+        conn.rollback()
+    return [NoteRecord(id=n.id, request_id=n.request_id, at=n.at, by=n.by, kind=n.kind, text=n.text) for n in rows]
 
 
 def list_requests(ws: Workspace, *, actor: Actor, state: str | None = None, dataset_id: str | None = None,

@@ -563,3 +563,21 @@ def test_a_core_error_of_the_service_itself_is_a_500_that_says_nothing_of_it(w: 
     monkeypatch.setattr(steward, "verify_audit", broken)
     body = problem(w.c.get("/v1/audit/verify", headers=w.auditor), 500)
     assert "s3cret" not in body["detail"] and "db.internal" not in body["detail"] and body["request_id"]
+
+
+def test_an_approver_asks_for_more_and_the_requester_answers(w: World) -> None:
+    req = ask(w, w.alice)
+    asked = w.c.post(f"/v1/requests/{req['id']}/ask", headers=w.steward, json={"text": "Which lab will hold the copy?"})
+    assert asked.status_code == 201, asked.text
+    assert asked.json()["kind"] == "ask" and request_state(w, req["id"]) == "pending"
+    problem(w.c.post(f"/v1/requests/{req['id']}/ask", headers=w.ioys, json={"text": "mine?"}), 404)
+    problem(w.c.post(f"/v1/requests/{req['id']}/ask", headers=w.alice, json={"text": "self"}), 403)
+    problem(w.c.post(f"/v1/requests/{req['id']}/notes", headers=w.steward, json={"text": "not yours"}), 403)
+    problem(w.c.get(f"/v1/requests/{req['id']}/notes", headers=w.bob), 404)
+    answered = w.c.post(f"/v1/requests/{req['id']}/notes", headers=w.alice, json={"text": "The CWB lab, one copy."})
+    assert answered.status_code == 201 and answered.json()["kind"] == "reply"
+    notes = w.c.get(f"/v1/requests/{req['id']}/notes", headers=w.steward).json()
+    assert [(n["kind"], n["text"]) for n in notes] == [("ask", "Which lab will hold the copy?"), ("reply", "The CWB lab, one copy.")]
+    assert w.c.post(f"/v1/requests/{req['id']}/deny", headers=w.steward, json={"reason": "one site only"}).status_code == 200
+    problem(w.c.post(f"/v1/requests/{req['id']}/ask", headers=w.steward, json={"text": "late"}), 409)
+    problem(w.c.post(f"/v1/requests/{req['id']}/notes", headers=w.alice, json={"text": "late"}), 409)
