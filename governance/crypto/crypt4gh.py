@@ -59,7 +59,8 @@ BATCH = 16
 
 __all__ = [
     "CIPHER_SEGMENT_SIZE", "SEGMENT_SIZE", "DataKeys", "DecryptedInfo", "EncryptedInfo", "ExpectedFile",
-    "decrypt", "decrypt_to_path", "encrypt", "encrypted_size", "open_header", "read_header", "reseal_header", "reseal_headers",
+    "decrypt", "decrypt_payload", "decrypt_to_path", "encrypt", "encrypted_size", "open_header", "payload_keys", "payload_length",
+    "read_header", "reseal_header", "reseal_headers",
 ]
 
 
@@ -300,6 +301,82 @@ def _keys_for(header: bytes, reader: X25519PrivateKey | ReaderKey) -> DataKeys:
     if keys.edit_list is not None:
         raise Crypt4GHHeaderError("the header holds an edit list, which we do not apply; re-encrypt the file whole")
     return keys
+
+
+def payload_keys(header: bytes, *, reader: X25519PrivateKey | ReaderKey) -> tuple[bytes, ...]:
+    """The data keys `header` holds for `reader`, for `decrypt_payload`; refuses edit lists as `decrypt` does.
+
+    A loader opens each released header once, when it is released, rather than per read.
+    The keys are secrets: keep them where the private key is kept, and never print them.
+    """
+    return _keys_for(header, reader).keys
+
+
+def payload_length(size: int) -> int:
+    """The length of the payload (the file after its header) holding `size` plaintext bytes."""
+    return encrypted_size(size, 0)
+
+
+def decrypt_payload(payload: bytes | bytearray | memoryview, keys: Sequence[bytes], expected: ExpectedFile) -> bytes:
+    """The plaintext of a whole payload held in memory (the bytes after the header), all checked.
+
+    For files small enough to read in one call, as a loader reads them: no stream, no
+    per-segment buffers, and a one-segment file decrypts straight into the bytes returned.
+    Nothing is returned unless all of it holds: the payload length matches `expected.size`
+    (truncation or extension is refused before any decryption), every segment
+    authenticates under one of `keys`, the sequence of segment MACs matches, and, when
+    `expected.sha256` is set, the plaintext sha256 matches.
+    """
+    size = expected.size
+    have = len(payload)
+    full, rest = divmod(size, SEGMENT_SIZE)
+    want = full * CIPHER_SEGMENT_SIZE + (rest + NONCE_SIZE + MAC_SIZE if rest else 0)
+    if have != want:
+        if have < want:
+            raise Crypt4GHTruncatedError(f"the payload is {have} bytes, shorter than the {want} that hold the {size} "
+                                         "plaintext bytes the manifest records")
+        raise Crypt4GHIntegrityError(f"the payload is longer than the {want} bytes that hold the {size} plaintext "
+                                     "bytes the manifest records")
+    if not keys:
+        raise Crypt4GHHeaderError("no data key to decrypt the payload with")
+    if have <= CIPHER_SEGMENT_SIZE:  # zero or one segment: the common case of a loader's small files
+        if have:
+            plain = _open_whole_segment(keys, payload[:NONCE_SIZE], payload[NONCE_SIZE:])
+            macs = hashlib.sha256(payload[have - MAC_SIZE:])
+        else:
+            plain, macs = b"", hashlib.sha256()
+    else:
+        view = memoryview(payload)
+        out = bytearray(size)
+        ov = memoryview(out)
+        aeads = [ChaCha20Poly1305(k) for k in keys]
+        macs = hashlib.sha256()
+        pos = start = index = 0
+        while pos < have:
+            seg = view[pos:pos + CIPHER_SEGMENT_SIZE]
+            length = len(seg) - NONCE_SIZE - MAC_SIZE
+            _open_segment(aeads, seg, ov[start:start + length], index)
+            macs.update(seg[-MAC_SIZE:])
+            pos += len(seg)
+            start += length
+            index += 1
+        plain = bytes(out)
+    if macs.hexdigest() != expected.mac_digest.lower():
+        raise Crypt4GHIntegrityError("the sequence of segment MACs differs from the manifest "
+                                     "(segments reordered, duplicated or replaced)")
+    if expected.sha256 is not None and hashlib.sha256(plain).hexdigest() != expected.sha256.lower():
+        raise Crypt4GHIntegrityError("the plaintext sha256 differs from the manifest")
+    return plain
+
+
+def _open_whole_segment(keys: Sequence[bytes], nonce: bytes | bytearray | memoryview,
+                        body: bytes | bytearray | memoryview) -> bytes:
+    for key in keys:
+        try:
+            return ChaCha20Poly1305(key).decrypt(nonce, body, None)
+        except InvalidTag:
+            continue
+    raise Crypt4GHSegmentError("segment 0 failed authentication (tampered, cut mid-segment, or encrypted under another key)")
 
 
 class _Verifier:

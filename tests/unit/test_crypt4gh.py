@@ -500,3 +500,79 @@ def test_a_reader_key_derives_one_packet_key_per_writer_across_many_headers_and_
     with pytest.raises(Crypt4GHError):
         _decrypt(_io.BytesIO(headers[0] + files[0][1]), _io.BytesIO(), reader=ReaderKey(stranger))
     assert "secret" in repr(keyring) and str(reader.private_bytes_raw()) not in repr(keyring)
+
+
+# --- whole payloads in memory (the loader's path) ----------------------------------------------
+
+
+def _payload(data: bytes, reader: X25519PrivateKey) -> tuple[bytes, EncryptedInfo, tuple[bytes, ...]]:
+    blob, info = _encrypt(data, reader)
+    return blob[info.header_length:], info, crypt4gh.payload_keys(info.header, reader=reader)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_payload_in_memory_decrypts_like_the_stream(size: int, reader: X25519PrivateKey) -> None:
+    data = os.urandom(size)
+    payload, info, keys = _payload(data, reader)
+    assert len(payload) == crypt4gh.payload_length(size)
+    assert crypt4gh.decrypt_payload(payload, keys, _expected(info)) == data
+    assert crypt4gh.decrypt_payload(bytearray(payload), keys, _expected(info, sha=False)) == data
+    upper = ExpectedFile(size=info.size, mac_digest=info.mac_digest.upper(), sha256=(info.sha256 or "").upper())
+    assert crypt4gh.decrypt_payload(memoryview(payload), keys, upper) == data
+
+
+def _damaged(payload: bytes, how: str) -> bytes:
+    seg = CIPHER_SEGMENT_SIZE
+    if how == "cut at a segment boundary":
+        return payload[:seg]
+    if how == "cut mid-segment":
+        return payload[:-1]
+    if how == "extended":
+        return payload + b"\0"
+    if how == "segments swapped":
+        return payload[seg:2 * seg] + payload[:seg] + payload[2 * seg:]
+    if how == "segment duplicated":
+        return payload[:seg] + payload[:seg] + payload[2 * seg:]
+    flipped = bytearray(payload)
+    flipped[{"first byte flipped": 20, "last MAC byte flipped": -1}[how]] ^= 1
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize(("how", "error"), [
+    ("cut at a segment boundary", Crypt4GHTruncatedError), ("cut mid-segment", Crypt4GHTruncatedError),
+    ("extended", Crypt4GHIntegrityError), ("segments swapped", Crypt4GHIntegrityError),
+    ("segment duplicated", Crypt4GHIntegrityError), ("first byte flipped", Crypt4GHSegmentError),
+    ("last MAC byte flipped", Crypt4GHSegmentError),
+])
+def test_a_damaged_payload_in_memory_is_refused(how: str, error: type[Exception], reader: X25519PrivateKey) -> None:
+    payload, info, keys = _payload(os.urandom(3 * SEGMENT_SIZE + 5), reader)
+    with pytest.raises(error):
+        crypt4gh.decrypt_payload(_damaged(payload, how), keys, _expected(info))
+
+
+@pytest.mark.parametrize("size", [1, 4000, 2 * SEGMENT_SIZE + 1])
+def test_a_payload_in_memory_is_checked_against_every_manifest_fact(size: int, reader: X25519PrivateKey) -> None:
+    payload, info, keys = _payload(os.urandom(size), reader)
+    other = hashlib.sha256(b"other").hexdigest()
+    for wrong in (ExpectedFile(size=size, mac_digest=info.mac_digest, sha256=other),
+                  ExpectedFile(size=size, mac_digest=other, sha256=info.sha256)):
+        with pytest.raises(Crypt4GHIntegrityError):
+            crypt4gh.decrypt_payload(payload, keys, wrong)
+    with pytest.raises(Crypt4GHError):
+        crypt4gh.decrypt_payload(payload, keys, ExpectedFile(size=size - 1, mac_digest=info.mac_digest, sha256=info.sha256))
+    with pytest.raises(Crypt4GHSegmentError):
+        crypt4gh.decrypt_payload(payload, (os.urandom(32),), _expected(info))
+    with pytest.raises(Crypt4GHHeaderError):
+        crypt4gh.decrypt_payload(payload, (), _expected(info))
+    # Several keys: the one that opens the segments is found whichever place it has.
+    assert crypt4gh.decrypt_payload(payload, (os.urandom(32), *keys), _expected(info)) == crypt4gh.decrypt_payload(
+        payload, keys, _expected(info))
+
+
+def test_payload_keys_refuse_what_decrypt_refuses(reader: X25519PrivateKey) -> None:
+    header = seal_packets([data_encryption_packet(os.urandom(32)), U32.pack(1) + U32.pack(1) + U64.pack(5)],
+                          recipients=[reader.public_key()])
+    with pytest.raises(Crypt4GHHeaderError, match="edit list"):
+        crypt4gh.payload_keys(header, reader=reader)
+    with pytest.raises(Crypt4GHWrongKeyError):
+        crypt4gh.payload_keys(header, reader=X25519PrivateKey.generate())
