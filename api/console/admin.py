@@ -16,10 +16,10 @@ from api.console.pages import _act, _ws
 from api.console.render import page
 from api.console.session import Console, Posted, now
 from governance.approvals import evidence, workflow
-from governance.audit.service import chain_state, recent_events
+from governance.audit.service import chain_state, people, recent_events
 from governance.errors import ForbiddenError, WorkflowError
 from governance.identity.roles import Actor, Role
-from governance.types import Action
+from governance.types import Action, Destination
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 FAMILIES = ("access.", "agreement.", "api_key.", "artefact.", "auth.", "email.", "form.", "grant.", "key.", "keys.",
@@ -87,6 +87,7 @@ def _waivers_page(request: Request, session: Any, *, status: int = 200, error: s
     items = evidence.list_waivers(ws, actor=actor)
     return page(request, "waivers.html", status=status, error=error, items=items, values=values or {},
                 terms=_decidable(ws, actor, sources=True), actions=[a.value for a in Action], now=now(),
+                destinations=[d.value for d in Destination], purposes=sorted(ws.policies.purpose_descriptions),
                 can_revoke={w.id for w in items if w.revoked_at is None and actor.has(Role.APPROVER, w.dataset)})
 
 
@@ -161,6 +162,7 @@ def audit(request: Request, session: Console, action: str | None = Query(None, m
     cursor = int(before) if before is not None and before.isdigit() else None
     events = recent_events(ws, actor=actor, limit=50, before=cursor, action=action or None)
     return page(request, "audit.html", state=state, events=events, action=action or "",
+                names=people(ws, actor=actor, events=events),
                 older=events[-1].seq if len(events) == 50 else None, families=FAMILIES)
 
 

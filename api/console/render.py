@@ -12,6 +12,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from governance.identity.roles import Role
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 
@@ -99,6 +101,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     context.setdefault("nav", template.split("/")[0].removesuffix(".html"))
     actor = context["actor"]
     context.setdefault("roles_text", roles_text(actor) if actor is not None else "")
+    context.setdefault("is_auditor", actor is not None and actor.has(Role.AUDITOR))
     context.setdefault("idle_minutes", max(1, request.app.state.workspace.settings.console_idle_seconds // 60))
     body = env.get_template(template).render(request=request, **context)
     response = HTMLResponse(body, status_code=status, headers=HEADERS)

@@ -100,6 +100,7 @@ class Evidence:
     requirements: list[Requirement]
     previews: list[Preview]
     can_decide: bool
+    hand_signature_needed: bool  # whether an approver confirms the form's signature (some subset is hand-signed)
     decide_refusal: str | None = None  # why this actor may not decide it, when they may not
     clauses: dict[str, str] = field(default_factory=dict)
 
@@ -218,6 +219,7 @@ def request_evidence(ws: Any, *, actor: Actor, now: datetime, request_id: int) -
                     agreement_sha256=ds.sha256, purpose_description=ws.policies.purpose_descriptions.get(request.purpose),
                     acceptances=accepted, forms=forms, grants=grants, other_requests=others, terminations=terminations,
                     notes=notes, requirements=requirements, previews=previews, can_decide=refusal is None,
+                    hand_signature_needed=any(s.requirement.agreement == "hand-signed" for s in ds.subsets.values()),
                     decide_refusal=refusal, clauses=clauses)
 
 

@@ -9,7 +9,10 @@ from sqlalchemy import select
 from governance.audit import store
 from governance.audit.chain import AuditEvent, Checkpoint, Verification
 from governance.identity.roles import Actor, Role
+from governance.storage.tables import UserRow
 from governance.workspace import Workspace
+
+USERS = UserRow.__table__  # type: ignore[attr-defined]
 
 
 def verify_audit(ws: Workspace, *, actor: Actor) -> Verification:
@@ -61,3 +64,16 @@ def chain_state(ws: Workspace, *, actor: Actor) -> ChainState:
     return ChainState(verification=result, head_seq=top.seq if top else None, head_at=top.at if top else None,
                       head_hash=top.hash if top else None, checkpoint_seq=cp.seq if cp else None,
                       checkpoint_at=cp.at if cp else None)
+
+
+def people(ws: Workspace, *, actor: Actor, events: list[AuditEvent]) -> dict[str, str]:
+    """Readable names for the `user:<id>` actors and targets of these events ("user:<e-mail>"),
+    for auditors, who may see every user."""
+    actor.require(Role.AUDITOR)
+    ids = {label.removeprefix("user:") for ev in events for label in (ev.actor, ev.target) if label.startswith("user:")}
+    if not ids:
+        return {}
+    with ws.connect() as conn:
+        rows = conn.execute(select(USERS.c.id, USERS.c.email).where(USERS.c.id.in_(sorted(ids)))).all()
+        conn.rollback()
+    return {f"user:{r.id}": f"user:{r.email}" for r in rows}

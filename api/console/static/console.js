@@ -5,7 +5,9 @@
   "use strict";
   var fmt;
   try {
-    fmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" });
+    // (dateStyle cannot be combined with timeZoneName: spell the fields out)
+    fmt = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit",
+                                               minute: "2-digit", timeZoneName: "short" });
   } catch (e) { return; }
   document.querySelectorAll("time[datetime]").forEach(function (el) {
     var d = new Date(el.getAttribute("datetime"));
