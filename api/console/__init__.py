@@ -10,8 +10,9 @@ from api.console.render import STATIC
 
 
 def install(app: FastAPI) -> None:
-    from api.console import admin, pages
+    from api.console import admin, catalog, pages
 
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(catalog.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
