@@ -227,6 +227,14 @@ def seed(ws: Workspace, *, now: datetime) -> DemoSummary:
     # A derivative with lineage.
     workflow.register_artefact(ws, actor=people["alice@ust.hk"], now=now, ident="alice-nerf-v1", inputs=["genebody/train40"],
                                description="Generalisable NeRF checkpoint trained on GeneBody Train40")
+    # Two hops through SHHQ files of recorded origin: one DeepFashion image brings DeepFashion's
+    # "never pass on" to both artefacts (the console draws it on the lineage page).
+    workflow.register_artefact(ws, actor=people["ben@cs.ox.ac.uk"], now=now, ident="ben-pose-features",
+                               inputs=["shhq:SHHQ-1.0/images/000001.png", "shhq:SHHQ-1.0/images/000004.png"],
+                               description="Pose features extracted from two SHHQ-1.0 images")
+    workflow.register_artefact(ws, actor=people["ben@cs.ox.ac.uk"], now=now, ident="ben-human-gan",
+                               inputs=["artefact:ben-pose-features", "shhq:SHHQ-1.0/images/000002.png"],
+                               description="Unconditional human generator conditioned on the pose features")
     # Logins for the API and the console: one random password for every demo user, and an API
     # key for alice's loader. Both are written to a 0600 file in the data directory.
     summary.password = "demo-" + secrets.token_urlsafe(9)

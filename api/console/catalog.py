@@ -36,7 +36,8 @@ def _ws(request: Request) -> Workspace:
 def datasets(request: Request, session: Console) -> Response:
     policies = _ws(request).policies
     return page(request, "datasets.html", datasets=[policies.datasets[k] for k in sorted(policies.datasets)],
-                sources=[policies.sources[k] for k in sorted(policies.sources)])
+                sources=[policies.sources[k] for k in sorted(policies.sources)],
+                drawn_on={k: len(_used_by(_ws(request), k)) for k in policies.sources})
 
 
 def _used_by(ws: Workspace, source: str) -> list[tuple[str, str]]:

@@ -150,3 +150,20 @@ def test_without_a_session_every_catalogue_page_redirects_to_the_login(world: Wo
     response = client(world).get(path)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/console/login?next=")
+
+
+def test_the_demos_two_hop_shhq_artefact_shows_deepfashions_restriction_to_the_auditor(ws: Workspace) -> None:
+    from api.app import create_app
+    from governance.demo import AUDITOR, seed
+
+    summary = seed(ws, now=NOW)
+    w = World(ws=ws, app=create_app(workspace=ws))
+    c = login(w, AUDITOR, summary.password)
+    listing = c.get("/console/artefacts").text
+    for ident in ("alice-nerf-v1", "ben-pose-features", "ben-human-gan"):
+        assert f'href="/console/artefacts/{ident}"' in listing
+    page = c.get("/console/artefacts/ben-human-gan")
+    assert page.status_code == 200
+    svg = page.text[page.text.index("<svg"):page.text.index("</svg>")]
+    assert "ben-pose-features" in svg and "DeepFashion" in svg and "CC0" in svg
+    assert DEEPFASHION in page.text
