@@ -5,9 +5,13 @@ BIN    := $(VENV)/bin
 SHARED_SCENARIOS := ../shared/acceptance/decisions.yaml
 SCENARIOS := $(if $(wildcard $(SHARED_SCENARIOS)),$(SHARED_SCENARIOS),tests/acceptance/decisions.yaml)
 DEMO_DIR ?= .demo
-DEMO := GOVERNANCE_DATA_DIR=$(DEMO_DIR) GOVERNANCE_DATABASE_URL= $(BIN)/govern
+# The local demo serves plain http, so its console cookie must not be Secure: Chromium would take
+# a Secure cookie from http://127.0.0.1 or http://localhost anyway, but Safari and any other host
+# name (a LAN address, a VM's forwarded port) drop it and the login never sticks. Production,
+# behind TLS, keeps the default (GOVERNANCE_CONSOLE_SECURE_COOKIE=1: a Secure __Host- cookie).
+DEMO := GOVERNANCE_DATA_DIR=$(DEMO_DIR) GOVERNANCE_DATABASE_URL= GOVERNANCE_CONSOLE_SECURE_COOKIE=0 $(BIN)/govern
 
-.PHONY: run serve explain demo test bench check lint clean
+.PHONY: run serve explain demo test bench check lint clean screenshots console-url
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +32,16 @@ run: $(VENV)/.installed-run
 	$(BIN)/govern policy validate
 	$(BIN)/govern check --scenarios $(SCENARIOS)
 	@$(MAKE) --no-print-directory demo
+	@$(MAKE) --no-print-directory console-url
 	$(DEMO) serve --port $(PORT) --workers 2
 
-## serve: the HTTP API over the demo deployment (make demo first)
+## serve: the HTTP API and the console over the demo deployment (make demo first)
 serve: $(VENV)/.installed-run
+	@$(MAKE) --no-print-directory console-url
 	$(DEMO) serve --port $(PORT) --workers 2
+
+console-url:
+	@echo "console: http://127.0.0.1:$(PORT)/console — log in as steward@genebody.example with the password in $(DEMO_DIR)/demo-credentials.txt"
 
 ## demo: seed the demo deployment into $(DEMO_DIR) (once), list the steward's queue, decide, verify the audit chain
 demo: $(VENV)/.installed-run
@@ -46,7 +55,7 @@ demo: $(VENV)/.installed-run
 explain: $(VENV)/.installed-run
 	$(BIN)/govern explain --scenarios $(SCENARIOS)
 
-## test: the whole suite (unit, property, acceptance, CLI)
+## test: the whole suite (unit, property, acceptance, CLI, the console in Chromium)
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
@@ -60,6 +69,10 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/state.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/crypto.py
+
+## screenshots: photograph the console's pages (a fresh demo, Debian's Chromium) into docs/screenshots/
+screenshots: $(VENV)/.installed-test
+	$(BIN)/python -m tests.browser.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(DEMO_DIR)
