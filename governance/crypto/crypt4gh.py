@@ -439,37 +439,52 @@ def decrypt(src: Source, dst: Sink, *, reader: X25519PrivateKey | ReaderKey, exp
     check = _Verifier(expected, want_sha=sha256 or (expected is not None and expected.sha256 is not None))
     limit = expected.size if expected is not None else None
     cv, pv = memoryview(bytearray(CIPHER_SEGMENT_SIZE)), memoryview(bytearray(SEGMENT_SIZE))
-    while True:
-        n = _fill(src, cv)
-        if not n:
-            break
-        pos = out = 0
-        while pos < n:
-            length = min(CIPHER_SEGMENT_SIZE, n - pos)
-            index = check.segments
-            if length <= NONCE_SIZE + MAC_SIZE:
-                raise Crypt4GHTruncatedError(f"the payload ends inside segment {index} ({length} bytes, too short for a segment)")
-            plain_len = length - NONCE_SIZE - MAC_SIZE
-            if limit is not None and check.size + out + plain_len > limit:
-                raise Crypt4GHIntegrityError(f"the payload is longer than the {limit} plaintext bytes the manifest records "
-                                             f"(segment {index})")
-            if limit is not None and length < CIPHER_SEGMENT_SIZE and check.size + out + plain_len < limit:
-                raise Crypt4GHTruncatedError(f"the payload ends inside segment {index}, before the {limit} plaintext bytes "
-                                             "the manifest records")
-            seg = cv[pos:pos + length]
-            _open_segment(aeads, seg, pv[out:out + plain_len], index)
-            check.macs.update(seg[length - MAC_SIZE:])
-            check.segments += 1
-            pos += length
-            out += plain_len
-        dst.write(pv[:out])
-        if check.sha is not None:
-            check.sha.update(pv[:out])
-        check.size += out
-        if n < len(cv):
-            break
-        if len(cv) < CIPHER_SEGMENT_SIZE * BATCH:  # a large file: switch to batch-sized buffers
-            cv, pv = memoryview(bytearray(CIPHER_SEGMENT_SIZE * BATCH)), memoryview(bytearray(SEGMENT_SIZE * BATCH))
+    hasher: _HashingThread | None = None  # past a segment and a batch, the sha256 runs beside (as in encrypt)
+    try:
+        while True:
+            n = _fill(src, cv)
+            if not n:
+                break
+            pos = out = 0
+            while pos < n:
+                length = min(CIPHER_SEGMENT_SIZE, n - pos)
+                index = check.segments
+                if length <= NONCE_SIZE + MAC_SIZE:
+                    raise Crypt4GHTruncatedError(f"the payload ends inside segment {index} ({length} bytes, too short for a segment)")
+                plain_len = length - NONCE_SIZE - MAC_SIZE
+                if limit is not None and check.size + out + plain_len > limit:
+                    raise Crypt4GHIntegrityError(f"the payload is longer than the {limit} plaintext bytes the manifest records "
+                                                 f"(segment {index})")
+                if limit is not None and length < CIPHER_SEGMENT_SIZE and check.size + out + plain_len < limit:
+                    raise Crypt4GHTruncatedError(f"the payload ends inside segment {index}, before the {limit} plaintext bytes "
+                                                 "the manifest records")
+                seg = cv[pos:pos + length]
+                _open_segment(aeads, seg, pv[out:out + plain_len], index)
+                check.macs.update(seg[length - MAC_SIZE:])
+                check.segments += 1
+                pos += length
+                out += plain_len
+            if hasher is not None:
+                hasher.submit(pv, out)  # hashed while it is written and the next batch decrypts
+            elif check.sha is not None:
+                check.sha.update(pv[:out])
+            dst.write(pv[:out])
+            check.size += out
+            if n < len(cv):
+                break
+            if hasher is not None:
+                pv = hasher.take()
+            elif len(cv) < CIPHER_SEGMENT_SIZE * BATCH:  # a large file: switch to batch-sized buffers
+                cv, pv = memoryview(bytearray(CIPHER_SEGMENT_SIZE * BATCH)), memoryview(bytearray(SEGMENT_SIZE * BATCH))
+            elif check.sha is not None:
+                hasher = _HashingThread(check.sha, count=_HASH_BUFFERS, size=SEGMENT_SIZE * BATCH)
+                pv = hasher.take()
+    except BaseException:
+        if hasher is not None:
+            hasher.stop()
+        raise
+    if hasher is not None:
+        hasher.finish()  # INVARIANT: the digest is complete before finish() compares it
     return check.finish()
 
 

@@ -169,9 +169,30 @@ def test_the_threaded_sha256_and_the_output_match_the_serial_ones(size: int, rea
     assert info.sha256 == hashlib.sha256(data).hexdigest() and info.size == size
     assert len(blob) == encrypted_size(size, info.header_length) and info.segments == -(-size // SEGMENT_SIZE)
     assert info.mac_digest == hashlib.sha256(b"".join(s[-16:] for s in _segments(blob, info.header_length))).hexdigest()
-    assert _decrypt(blob, reader, _expected(info)) == data
+    assert _decrypt(blob, reader, _expected(info)) == data  # decrypt hashes in a second thread too
+    assert len(started) == 2 * (size >= LARGE) and threading.active_count() == before
+    seen = decrypt(ChunkedSource(blob, [99_999, 5]), io.BytesIO(), reader=reader, sha256=True)
+    assert seen.sha256 == info.sha256 and len(started) == 3 * (size >= LARGE)
     plain = encrypt(io.BytesIO(data), io.BytesIO(), recipients=[reader.public_key()], sha256=False)
-    assert plain.sha256 is None and plain.segments == info.segments and len(started) == (size >= LARGE)
+    assert plain.sha256 is None and plain.segments == info.segments and len(started) == 3 * (size >= LARGE)
+    decrypt(io.BytesIO(blob), io.BytesIO(), reader=reader, expected=_expected(info, sha=False))
+    assert len(started) == 3 * (size >= LARGE)  # no sha256 wanted, no thread
+
+
+def test_a_large_file_with_a_wrong_sha256_or_cut_short_is_refused_and_the_thread_ends(reader: X25519PrivateKey) -> None:
+    data = os.urandom(3 * LARGE)
+    blob, info = _encrypt(data, reader)
+    before = threading.active_count()
+    wrong = ExpectedFile(size=info.size, mac_digest=info.mac_digest, sha256=hashlib.sha256(b"x").hexdigest())
+    with pytest.raises(Crypt4GHIntegrityError, match="sha256"):
+        _decrypt(blob, reader, wrong)
+    flipped = bytearray(blob)
+    flipped[-100] ^= 1  # the last segment, long after the thread started
+    with pytest.raises(Crypt4GHSegmentError):
+        _decrypt(bytes(flipped), reader, _expected(info))
+    with pytest.raises(Crypt4GHTruncatedError):
+        _decrypt(blob[:-CIPHER_SEGMENT_SIZE], reader, _expected(info))
+    assert threading.active_count() == before
 
 
 def test_a_source_failing_mid_stream_stops_the_hashing_thread(reader: X25519PrivateKey) -> None:
