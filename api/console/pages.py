@@ -71,6 +71,7 @@ def _safe_next(raw: str | None) -> str:
 @router.get("/login")
 def login_form(request: Request, next: str | None = None) -> Response:  # noqa: A002 - the query's name
     token = secrets.token_urlsafe(24)
+    web.read_flash(request)  # "You are logged out."
     response = page(request, "login.html", login_csrf=token, next_path=_safe_next(next))
     web.set_cookie(request, response, web.LOGIN_CSRF, token, max_age=3600, path="/console")
     return response

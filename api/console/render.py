@@ -102,7 +102,9 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     actor = context["actor"]
     context.setdefault("roles_text", roles_text(actor) if actor is not None else "")
     context.setdefault("is_auditor", actor is not None and actor.has(Role.AUDITOR))
-    context.setdefault("idle_minutes", max(1, request.app.state.workspace.settings.console_idle_seconds // 60))
+    idle = request.app.state.workspace.settings.console_idle_seconds
+    context.setdefault("idle_text", f"{idle // 60} minute{'s' if idle // 60 != 1 else ''}" if idle >= 60 and idle % 60 == 0
+                       else f"{idle} second{'s' if idle != 1 else ''}")
     body = env.get_template(template).render(request=request, **context)
     response = HTMLResponse(body, status_code=status, headers=HEADERS)
     if getattr(request.state, "flash", None) is not None:

@@ -84,11 +84,16 @@ async def current(request: Request) -> ConsoleSession:
     except AuthenticationError:
         raise LoginRequired(request.url.path) from None
     request.state.console = session
+    read_flash(request)
+    return session
+
+
+def read_flash(request: Request) -> None:
+    """Pick up the one-shot message the previous response left (the page clears it)."""
     raw = request.cookies.get(FLASH)
     if raw:
         kind, _, text = unquote(raw).partition(":")
-        request.state.flash = {"kind": "error" if kind == "error" else "ok", "text": text}
-    return session
+        request.state.flash = {"kind": "error" if kind == "error" else "ok", "text": text[:500]}
 
 
 def same_origin(request: Request) -> bool:

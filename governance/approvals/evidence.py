@@ -233,6 +233,15 @@ def _holder(conn: Connection, user_id: str | None, organisation: str | None) -> 
     return f"organisation:{organisation}"
 
 
+def _person(conn: Connection, label: str) -> str:
+    """An audit-style actor label for people: "user:<id>" becomes the user's address."""
+    if label.startswith("user:"):
+        row = conn.execute(select(USERS.c.email).where(USERS.c.id == label.removeprefix("user:"))).first()
+        if row is not None:
+            return str(row.email)
+    return label
+
+
 def _stewarded(actor: Actor, column: Any) -> Any:
     """A filter to the datasets the actor stewards (None: no filter, the actor sees every one)."""
     if actor.has(Role.AUDITOR):
@@ -272,7 +281,7 @@ def list_terminations(ws: Any, *, actor: Actor, dataset_id: str | None = None) -
     with ws.connect() as conn:
         rows = conn.execute(query).all()
         out = [TerminationRecord(id=t.id, dataset=t.dataset, holder=_holder(conn, t.user_id, t.organisation_id), at=t.at,
-                                 by=t.by, reason=t.reason, grants_revoked=0) for t in rows]
+                                 by=_person(conn, t.by), reason=t.reason, grants_revoked=0) for t in rows]
         conn.rollback()
     return out
 

@@ -336,9 +336,6 @@ def test_logout_ends_the_session(steward: Any, demo: Deployment, browser: Any) -
         other.close()
 
 
-@pytest.mark.xfail(reason="CONSOLE BUG (reported, not fixed here): the logout's flash 'You are logged out.' is never shown "
-                          "on the login page (only pages behind a session read the flash cookie), so it lingers for 60 s and "
-                          "greets the next login on the approval queue instead", strict=False)
 def test_the_logout_message_shows_on_the_login_page_not_after_the_next_login(steward: Any, demo: Deployment) -> None:
     page = steward
     page.get_by_role("button", name="Log out").click()
