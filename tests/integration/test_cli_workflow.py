@@ -124,3 +124,22 @@ def test_cli_errors_are_one_line_with_distinct_exit_codes(govern: tuple[Govern, 
     assert len(bad_subset.stderr.strip().splitlines()) == 1
     listed = json.loads(ok(run("request", "list", "--json")))
     assert listed == []  # the refusal wrote nothing
+
+
+def test_a_steward_asks_for_more_and_the_requester_replies(govern: tuple[Govern, str], tmp_path: Path) -> None:
+    run, _ = govern
+    ok(run("db", "upgrade"))
+    ok(run("user", "add", "alice@ust.hk", "--org", "hkust"))
+    ok(run("user", "add", "steward@sensetime.com", "--org", "sensetime"))
+    ok(run("role", "grant", "steward@sensetime.com", "approver", "--dataset", "genebody"))
+    request = json.loads(ok(run("request", "create", "genebody", "--user", "alice@ust.hk", "--subset", "train40",
+                                "--purpose", "research/non-commercial", "--project", "neural rendering", "--json")))
+    asked = ok(run("--as", "steward@sensetime.com", "request", "ask", str(request["id"]), "--question", "Which site?"))
+    assert "recorded and mailed" in asked
+    mail = sorted((tmp_path / "data" / "outbox").glob("*.eml"))[-1].read_text()
+    assert "Which site?" in mail and "more information needed" in mail
+    refused = run("--as", "steward@sensetime.com", "request", "reply", str(request["id"]), "--text", "not mine")
+    assert refused.returncode == 3 and "only the requester" in refused.stderr
+    ok(run("--as", "alice@ust.hk", "request", "reply", str(request["id"]), "--text", "Clear Water Bay only."))
+    listed = json.loads(ok(run("request", "list", "--json")))
+    assert [r["state"] for r in listed] == ["pending"]
