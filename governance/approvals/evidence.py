@@ -242,24 +242,19 @@ def _person(conn: Connection, label: str) -> str:
     return label
 
 
-def _stewarded(actor: Actor, column: Any) -> Any:
-    """A filter to the datasets the actor stewards (None: no filter, the actor sees every one)."""
-    if actor.has(Role.AUDITOR):
-        return None
-    stewards = actor.stewards()
-    if stewards is None:
-        return None
-    return column.in_(sorted(stewards))
+def _newest_stewarded(table: Any, actor: Actor, dataset_id: str | None) -> Any:
+    """Rows of `table` (by its `dataset` column), newest first, of one dataset if given, and of
+    only the datasets the actor stewards unless the actor audits or stewards every one."""
+    query = select(table).order_by(table.c.id.desc())
+    if dataset_id is not None:
+        query = query.where(table.c.dataset == dataset_id)
+    stewards = None if actor.has(Role.AUDITOR) else actor.stewards()
+    return query if stewards is None else query.where(table.c.dataset.in_(sorted(stewards)))
 
 
 def list_waivers(ws: Any, *, actor: Actor, terms: str | None = None) -> list[WaiverRecord]:
     """Waivers of the datasets and sources the actor stewards (auditors: all), newest first."""
-    query = select(WAIVERS).order_by(WAIVERS.c.id.desc())
-    if terms is not None:
-        query = query.where(WAIVERS.c.dataset == terms)
-    scope = _stewarded(actor, WAIVERS.c.dataset)
-    if scope is not None:
-        query = query.where(scope)
+    query = _newest_stewarded(WAIVERS, actor, terms)
     with ws.connect() as conn:
         rows = conn.execute(query).all()
         out = [WaiverRecord(id=w.id, holder=_holder(conn, w.user_id, w.organisation_id), owner=w.owner, dataset=w.dataset,
@@ -272,12 +267,7 @@ def list_waivers(ws: Any, *, actor: Actor, terms: str | None = None) -> list[Wai
 
 def list_terminations(ws: Any, *, actor: Actor, dataset_id: str | None = None) -> list[TerminationRecord]:
     """Terminations of the datasets the actor stewards (auditors: all), newest first."""
-    query = select(TERMINATIONS).order_by(TERMINATIONS.c.id.desc())
-    if dataset_id is not None:
-        query = query.where(TERMINATIONS.c.dataset == dataset_id)
-    scope = _stewarded(actor, TERMINATIONS.c.dataset)
-    if scope is not None:
-        query = query.where(scope)
+    query = _newest_stewarded(TERMINATIONS, actor, dataset_id)
     with ws.connect() as conn:
         rows = conn.execute(query).all()
         out = [TerminationRecord(id=t.id, dataset=t.dataset, holder=_holder(conn, t.user_id, t.organisation_id), at=t.at,

@@ -325,6 +325,18 @@ def withdraw(ws: Workspace, *, actor: Actor, now: datetime, request_id: int) -> 
     return RequestRecord.from_row(row, email)
 
 
+def _add_note(conn: Connection, row: Any, *, actor: Actor, now: datetime, kind: str, text: str) -> int:
+    """Record a note of `kind` ("ask" or "reply") on a pending request, with its audit event."""
+    if row.state != "pending":
+        raise ConflictError(f"request {row.id} is already {row.state}; nothing was changed")
+    key = conn.execute(insert(NOTES).values(request_id=row.id, at=iso(now), by=actor.label, kind=kind, text=text)
+                       ).inserted_primary_key
+    assert key is not None
+    audit.append(conn, at=now, actor=actor.label, action=f"request.{kind}", target=f"request:{row.id}", outcome="ok",
+                 details={"dataset": row.dataset, "user": row.user_id, "note": int(key[0])})
+    return int(key[0])
+
+
 def ask_for_more(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, question: str) -> int:
     """An approver asks the requester for more (a missing form, a clearer purpose): the request
     stays pending, the question is recorded on it and in the audit chain, and the requester is
@@ -333,19 +345,13 @@ def ask_for_more(ws: Workspace, *, actor: Actor, now: datetime, request_id: int,
     with ws.begin() as conn:
         row = _visible_request(conn, actor, request_id)
         actor.require(Role.APPROVER, row.dataset)
-        if row.state != "pending":
-            raise ConflictError(f"request {request_id} is already {row.state}; nothing was changed")
-        key = conn.execute(insert(NOTES).values(request_id=request_id, at=iso(now), by=actor.label, kind="ask", text=text)
-                           ).inserted_primary_key
-        assert key is not None
-        audit.append(conn, at=now, actor=actor.label, action="request.ask", target=f"request:{request_id}", outcome="ok",
-                     details={"dataset": row.dataset, "user": row.user_id, "note": int(key[0])})
+        note = _add_note(conn, row, actor=actor, now=now, kind="ask", text=text)
         # The mail goes last: if it fails, the question and its audit event roll back.
         ws.mailer.send(Message(to=_email_of(conn, row.user_id),
                                subject=f"Request {request_id} for {row.dataset}: more information needed",
                                body=f"The approver of {row.dataset} asks:\n\n{text}\n\nAnswer with POST "
                                     f"/v1/requests/{request_id}/notes (or `govern request reply {request_id} --text ...`).\n"))
-    return int(key[0])
+    return note
 
 
 def reply(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, text: str) -> int:
@@ -355,14 +361,7 @@ def reply(ws: Workspace, *, actor: Actor, now: datetime, request_id: int, text: 
         row = _visible_request(conn, actor, request_id)
         if actor.user_id != row.user_id:
             raise ForbiddenError(f"only the requester can answer on request {request_id}")
-        if row.state != "pending":
-            raise ConflictError(f"request {request_id} is already {row.state}; nothing was changed")
-        key = conn.execute(insert(NOTES).values(request_id=request_id, at=iso(now), by=actor.label, kind="reply", text=body)
-                           ).inserted_primary_key
-        assert key is not None
-        audit.append(conn, at=now, actor=actor.label, action="request.reply", target=f"request:{request_id}", outcome="ok",
-                     details={"dataset": row.dataset, "note": int(key[0])})
-    return int(key[0])
+        return _add_note(conn, row, actor=actor, now=now, kind="reply", text=body)
 
 
 def list_notes(ws: Workspace, *, actor: Actor, request_id: int) -> list[NoteRecord]:
