@@ -193,7 +193,7 @@ class GovernedDataset(Generic[T]):
         body = client._post("/v1/keys/release", {**what, "public_key_id": self.public_key_id, "purpose": self.purpose})
         try:
             for f in body["released"]:
-                released.append(_Released(str(f["resource"]), _b64(f["header"]), int(f["size"]), str(f["sha256"]),
+                released.append(_Released(str(f["resource"]), _b64(f["header"]), _size(f["size"]), str(f["sha256"]),
                                           str(f["mac_digest"]), str(f["object"])))
             for d in body["denied"]:
                 denied.append((str(d["resource"]), Decision.model_validate(d["decision"])))
@@ -292,6 +292,15 @@ def read_at_most(path: str, limit: int) -> bytes:
         return data
     finally:
         os.close(fd)
+
+
+def _size(value: object) -> int:
+    if not isinstance(value, int | str):
+        raise TypeError("size is not a number")
+    size = int(value)
+    if size < 0:
+        raise ValueError("a negative file size")
+    return size
 
 
 def _b64(text: object) -> bytes:

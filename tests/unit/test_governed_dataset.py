@@ -200,3 +200,11 @@ def test_read_at_most_reads_whole_files_and_stops_at_the_limit(tmp_path: Path) -
         assert dataset_module.read_at_most(str(path), 1) == content[:1]
     with pytest.raises(FileNotFoundError):
         dataset_module.read_at_most(str(tmp_path / "missing"), 10)
+
+
+def test_a_release_answer_with_a_negative_size_is_a_protocol_error(store: Store) -> None:
+    from governance.client.errors import ProtocolError
+
+    store.files[0]["size"] = -1
+    with pytest.raises(ProtocolError):
+        store.dataset()
