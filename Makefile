@@ -42,6 +42,7 @@ serve: $(VENV)/.installed-run
 
 console-url:
 	@echo "console: http://127.0.0.1:$(PORT)/console — log in as steward@genebody.example with the password in $(DEMO_DIR)/demo-credentials.txt"
+	@echo "         (show it with: sed -n 's/^password (every demo user): //p' $(DEMO_DIR)/demo-credentials.txt)"
 
 ## demo: seed the demo deployment into $(DEMO_DIR) (once), list the steward's queue, decide, verify the audit chain
 demo: $(VENV)/.installed-run
