@@ -63,7 +63,7 @@ async def _act(request: Request, done: Callable[[], str], back: str,
 
 def _safe_next(raw: str | None) -> str:
     """Only our own console paths: never another host (//evil, \\evil) or a scheme."""
-    if raw and raw.startswith("/console") and not raw.startswith("//") and "\\" not in raw and "\n" not in raw:
+    if raw and raw.startswith("/console") and not raw.startswith("//") and "\\" not in raw and raw.isprintable():
         return raw
     return "/console/requests"
 
