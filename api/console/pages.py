@@ -37,6 +37,12 @@ def _ws(request: Request) -> Workspace:
     return ws
 
 
+def _overseen(ws: Workspace, actor: Any) -> list[str]:
+    """The datasets offered in a page's filter: those whose records the actor sees."""
+    scope = actor.oversees()
+    return sorted(ws.policies.datasets if scope is None else scope)
+
+
 def _back(path: str, message: str, request: Request) -> RedirectResponse:
     response = RedirectResponse(path, status_code=303)
     web.flash(request, response, message)
@@ -142,8 +148,7 @@ def queue(request: Request, session: Console, dataset: str | None = Query(None, 
     if days is not None:
         cutoff = (moment - timedelta(days=days)).isoformat()
         items = [r for r in items if r.created_at <= cutoff]
-    stewards = actor.stewards()
-    visible_datasets = sorted(ws.policies.datasets) if stewards is None or actor.has(Role.AUDITOR) else sorted(stewards)
+    visible_datasets = _overseen(ws, actor)
     return page(request, "requests.html", items=items, datasets=visible_datasets, states=STATES, dataset=dataset or "",
                 state=chosen_state or "", older_than=older_than or "", now=moment,
                 titles={k: d.title for k, d in ws.policies.datasets.items()})
@@ -249,8 +254,7 @@ def _grants_page(request: Request, session: Any, *, dataset: str | None, status_
     if expiring is not None:
         items = evidence.expiring(items, now=moment, days=expiring)
     soon = {g.id for g in evidence.expiring(items, now=moment, days=30)}
-    stewards = actor.stewards()
-    datasets = sorted(ws.policies.datasets) if stewards is None or actor.has(Role.AUDITOR) else sorted(stewards)
+    datasets = _overseen(ws, actor)
     query = urlencode({k: v for k, v in (("dataset", dataset), ("status", status_filter),
                                         ("expiring", str(expiring) if expiring is not None else None)) if v})
     return page(request, "grants.html", status=code, error=error, items=items, datasets=datasets, dataset=dataset or "",

@@ -36,8 +36,10 @@ from governance.approvals.workflow import (
     TERMINATIONS,
     USERS,
     WAIVERS,
+    _email_of,
     _sees,
     _visible_request,
+    _who,
     dataset,
 )
 from governance.errors import NotFoundError
@@ -45,9 +47,8 @@ from governance.identity.institutional import Classification
 from governance.identity.roles import Actor, Role, domain_lists
 from governance.policy.decision import Decision
 from governance.policy.facts import GrantFact
-from governance.storage.tables import EncryptedFileRow, SiteRow
+from governance.storage.tables import EncryptedFileRow
 
-SITES = SiteRow.__table__  # type: ignore[attr-defined]
 FILES = EncryptedFileRow.__table__  # type: ignore[attr-defined]
 
 
@@ -105,15 +106,11 @@ class Evidence:
     clauses: dict[str, str] = field(default_factory=dict)
 
 
-def _requester(conn: Connection, user: Any, basis: Classification) -> Requester:
+def _requester(conn: Connection, user: Any, basis: Classification, site: str | None) -> Requester:
     org_name = None
     if user.organisation_id is not None:
         org = conn.execute(select(ORGS.c.name).where(ORGS.c.id == user.organisation_id)).first()
         org_name = org.name if org is not None else None
-    site = None
-    if user.site_id is not None:
-        found = conn.execute(select(SITES.c.name).where(SITES.c.id == user.site_id)).first()
-        site = found.name if found is not None else None
     return Requester(email=user.email, verified_at=user.email_verified_at, organisation=user.organisation_id,
                      organisation_name=org_name, site=site, created_at=user.created_at, disabled=bool(user.disabled),
                      email_basis=basis)
@@ -135,7 +132,8 @@ def request_evidence(ws: Any, *, actor: Actor, now: datetime, request_id: int) -
         allow, deny = domain_lists(conn)
         engine = ws.decision_engine(allow, deny)
         basis = engine.classifier.classify(user.email)
-        requester = _requester(conn, user, basis)
+        state = subject_state(conn, ws.policies, user)  # the facts a decision reads, site included
+        requester = _requester(conn, user, basis, state.site)
         request = RequestRecord.from_row(row, user.email)
         accepted = [{"id": a.id, "version": a.version, "sha256": a.sha256, "accepted_at": a.accepted_at,
                      "current": a.sha256 == ds.sha256}
@@ -163,7 +161,6 @@ def request_evidence(ws: Any, *, actor: Actor, now: datetime, request_id: int) -
                                               .order_by(TERMINATIONS.c.id)).all()]
         notes = [NoteRecord(id=n.id, request_id=n.request_id, at=n.at, by=n.by, kind=n.kind, text=n.text)
                  for n in conn.execute(select(NOTES).where(NOTES.c.request_id == request_id).order_by(NOTES.c.id)).all()]
-        state = subject_state(conn, ws.policies, user)
         samples = {sub: _sample_path(conn, ds.id, sub) for sub in request.subsets}
         tried = [f"{ds.id}:{p}" for p in samples.values() if p is not None]
         provenance = _provenance(conn, *_wanted(ws.policies, tried)) if tried else None
@@ -227,19 +224,7 @@ def request_evidence(ws: Any, *, actor: Actor, now: datetime, request_id: int) -
 
 
 def _holder(conn: Connection, user_id: str | None, organisation: str | None) -> str:
-    if user_id is not None:
-        row = conn.execute(select(USERS.c.email).where(USERS.c.id == user_id)).first()
-        return f"user:{row.email if row is not None else user_id}"
-    return f"organisation:{organisation}"
-
-
-def _person(conn: Connection, label: str) -> str:
-    """An audit-style actor label for people: "user:<id>" becomes the user's address."""
-    if label.startswith("user:"):
-        row = conn.execute(select(USERS.c.email).where(USERS.c.id == label.removeprefix("user:"))).first()
-        if row is not None:
-            return str(row.email)
-    return label
+    return f"user:{_email_of(conn, user_id)}" if user_id is not None else f"organisation:{organisation}"
 
 
 def _newest_stewarded(table: Any, actor: Actor, dataset_id: str | None) -> Any:
@@ -248,8 +233,8 @@ def _newest_stewarded(table: Any, actor: Actor, dataset_id: str | None) -> Any:
     query = select(table).order_by(table.c.id.desc())
     if dataset_id is not None:
         query = query.where(table.c.dataset == dataset_id)
-    stewards = None if actor.has(Role.AUDITOR) else actor.stewards()
-    return query if stewards is None else query.where(table.c.dataset.in_(sorted(stewards)))
+    scope = actor.oversees()
+    return query if scope is None else query.where(table.c.dataset.in_(sorted(scope)))
 
 
 def list_waivers(ws: Any, *, actor: Actor, terms: str | None = None) -> list[WaiverRecord]:
@@ -271,7 +256,7 @@ def list_terminations(ws: Any, *, actor: Actor, dataset_id: str | None = None) -
     with ws.connect() as conn:
         rows = conn.execute(query).all()
         out = [TerminationRecord(id=t.id, dataset=t.dataset, holder=_holder(conn, t.user_id, t.organisation_id), at=t.at,
-                                 by=_person(conn, t.by), reason=t.reason, grants_revoked=0) for t in rows]
+                                 by=_who(conn, t.by), reason=t.reason, grants_revoked=0) for t in rows]
         conn.rollback()
     return out
 

@@ -67,6 +67,11 @@ class Actor:
             return None
         return frozenset(ds for role, ds in self.roles if role is Role.APPROVER)
 
+    def oversees(self) -> frozenset[str] | None:
+        """Datasets whose every record this actor sees: an auditor's or a wide steward's, all
+        (None); otherwise the ones it stewards (its own records it sees besides)."""
+        return None if self.has(Role.AUDITOR) else self.stewards()
+
 
 def operator(name: str) -> Actor:
     """The local operator: direct access to the database already confers every power."""
